@@ -1,0 +1,191 @@
+"""Single-step cells RNNCell, LSTMCell and GRUCell, like ``torch.nn.*Cell``, with backward.
+
+A cell runs the same ``<cell>_forward`` / ``<cell>_backward`` as the layers over a sequence of
+one step. In training mode each forward pushes what its backward needs onto a stack and each
+backward pops the newest, so calling a cell T times and then ``backward`` T times is exact BPTT
+(the way to unroll a recurrence by hand). In eval mode nothing is kept.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from .module import Array, Module
+from .validation import check_shape, choice, positive_int, shape_of
+
+
+class _Cell(Module):
+    """Common machinery: parameters, input checks and the stack of saved steps."""
+
+    _cell = ""
+    _gates = 1
+    _state_names: tuple[str, ...] = ("h",)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.bias = bool(bias)
+        self._setup(self._cell, dtype, device, seed)
+        self._stack: list[tuple[Any, bool, int]] = []
+
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        GH = self._gates * self.hidden_size
+        shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
+        if self.bias:
+            shapes.update(bias_ih=(GH,), bias_hh=(GH,))
+        return shapes
+
+    def _weights(self) -> tuple[Array, ...]:
+        p = self._params
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+
+    def train(self, mode: bool = True) -> "_Cell":
+        """Training mode: forward keeps what backward needs (the default)."""
+        if not mode:
+            self._stack.clear()
+        return super().train(mode)
+
+    def _prepare(self, x: Any, state: Any) -> tuple[Array, list[Array], bool]:
+        shape = shape_of(x)
+        if len(shape) not in (1, 2) or shape[-1] != self.input_size:
+            raise ValueError(
+                f"x: expected shape (B, {self.input_size}) or ({self.input_size},), got {shape}"
+            )
+        unbatched = len(shape) == 1
+        B = 1 if unbatched else shape[0]
+        a = backend.asarray(x, self.dtype, self.device).reshape(1, B, self.input_size)
+        n = len(self._state_names)
+        if state is None:
+            state = (None,) * n
+        elif n == 1:
+            state = (state,)
+        elif not isinstance(state, (tuple, list)) or len(state) != n:
+            raise ValueError(f"state: expected a pair (h, c) or None, got {type(state).__name__}")
+        expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+        states = []
+        for s, name in zip(state, self._state_names):
+            if s is None:
+                states.append(self.xp.zeros((B, self.hidden_size), dtype=a.dtype))
+            else:
+                check_shape(s, expected, name)
+                states.append(backend.asarray(s, self.dtype, self.device).reshape(B, -1))
+        return self.xp.ascontiguousarray(a), states, unbatched
+
+    def _finish(self, arrays: list[Array], unbatched: bool) -> Any:
+        out = [a[0] if unbatched else a for a in arrays]
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _pop(self) -> tuple[Any, bool, int]:
+        if not self._stack:
+            raise RuntimeError("backward: no forward step left to backpropagate through")
+        return self._stack.pop()
+
+    def _accumulate(self, wgrads: tuple[Array, ...]) -> None:
+        for name, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), wgrads):
+            if g is not None:
+                self.grads[name] += g
+
+    def _grad_in(self, g: Any, unbatched: bool, B: int, name: str) -> Array:
+        expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+        if g is None:
+            return self.xp.zeros((B, self.hidden_size), dtype=self._params_dtype())
+        check_shape(g, expected, name)
+        return backend.asarray(g, self.dtype, self.device).reshape(B, -1)
+
+
+class LSTMCell(_Cell):
+    """One LSTM step: ``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh, dc)``."""
+
+    _cell = "lstm"
+    _gates = 4
+    _state_names = ("h", "c")
+
+    def __call__(self, x: Any, state: Any = None) -> tuple[Array, Array]:
+        a, (h, c), unbatched = self._prepare(x, state)
+        _, h1, c1, cache = self._impl.lstm_forward(a, h, c, *self._weights())
+        if self.training:
+            self._stack.append((cache, unbatched, a.shape[1]))
+        return self._finish([h1, c1], unbatched)
+
+    def backward(self, dh: Any, dc: Any = None) -> tuple[Array, tuple[Array, Array]]:
+        """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
+        cache, unbatched, B = self._pop()
+        dh_a = self._grad_in(dh, unbatched, B, "dh")
+        dc_a = self._grad_in(dc, unbatched, B, "dc")
+        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
+        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(dy, dh_a, dc_a, cache)
+        self._accumulate(tuple(wgrads))
+        dx = dx[0, 0] if unbatched else dx[0]
+        return dx, self._finish([dh0, dc0], unbatched)
+
+
+class GRUCell(_Cell):
+    """One GRU step: ``h = cell(x, h)``; ``dx, dh = cell.backward(dh)``."""
+
+    _cell = "gru"
+    _gates = 3
+
+    def __call__(self, x: Any, state: Any = None) -> Array:
+        a, (h,), unbatched = self._prepare(x, state)
+        _, h1, cache = self._impl.gru_forward(a, h, *self._weights())
+        if self.training:
+            self._stack.append((cache, unbatched, a.shape[1]))
+        return self._finish([h1], unbatched)
+
+    def backward(self, dh: Any) -> tuple[Array, Array]:
+        """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
+        cache, unbatched, B = self._pop()
+        dh_a = self._grad_in(dh, unbatched, B, "dh")
+        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
+        dx, dh0, *wgrads = self._impl.gru_backward(dy, dh_a, cache)
+        self._accumulate(tuple(wgrads))
+        dx = dx[0, 0] if unbatched else dx[0]
+        return dx, self._finish([dh0], unbatched)
+
+
+class RNNCell(_Cell):
+    """One Elman step, nonlinearity "tanh", "relu" or "sigmoid":
+    ``h = cell(x, h)``; ``dx, dh = cell.backward(dh)``."""
+
+    _cell = "rnn"
+    NONLINEARITIES = ("tanh", "relu", "sigmoid")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.nonlinearity = choice(nonlinearity, "nonlinearity", self.NONLINEARITIES)
+        super().__init__(input_size, hidden_size, bias, dtype, device, seed)
+
+    def __call__(self, x: Any, state: Any = None) -> Array:
+        a, (h,), unbatched = self._prepare(x, state)
+        _, h1, cache = self._impl.rnn_forward(
+            a, h, *self._weights(), nonlinearity=self.nonlinearity
+        )
+        if self.training:
+            self._stack.append((cache, unbatched, a.shape[1]))
+        return self._finish([h1], unbatched)
+
+    def backward(self, dh: Any) -> tuple[Array, Array]:
+        """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
+        cache, unbatched, B = self._pop()
+        dh_a = self._grad_in(dh, unbatched, B, "dh")
+        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
+        dx, dh0, *wgrads = self._impl.rnn_backward(dy, dh_a, cache)
+        self._accumulate(tuple(wgrads))
+        dx = dx[0, 0] if unbatched else dx[0]
+        return dx, self._finish([dh0], unbatched)

@@ -1,0 +1,400 @@
+"""Sequence layers RNN, LSTM and GRU: multi-layer, bidirectional, variable lengths, exact BPTT.
+
+A layer stacks ``num_layers`` layers of one or two directions. Each layer-direction runs the
+cell's ``<cell>_forward`` over the whole sequence (NumPy reference on "cpu", CUDA twin on
+"cuda"), and :meth:`backward` runs the matching reverse-time BPTT over the last forward.
+Shapes, parameter names and gate order follow ``torch.nn.LSTM`` / ``GRU`` / ``RNN``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .module import Array, Module
+from .profiling import nvtx_range
+from .validation import (
+    check_shape,
+    choice,
+    lengths_array,
+    positive_int,
+    probability,
+    shape_of,
+)
+
+State = Any  # one array (RNN, GRU) or a pair (h, c) (LSTM)
+
+
+class _Recurrent(Module):
+    """Common machinery of RNN, LSTM and GRU; subclasses bind the cell's functions."""
+
+    _cell = ""  # module name in reference/ and cuda/: "rnn", "lstm", "gru"
+    _gates = 1  # G: rows of W_ih per hidden unit
+    _state_names: tuple[str, ...] = ("h0",)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = probability(dropout, "dropout")
+        self.bidirectional = bool(bidirectional)
+        self._setup(self._cell, dtype, device, seed)
+        self._saved: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        return (f"weight_ih{sfx}", f"weight_hh{sfx}", f"bias_ih{sfx}", f"bias_hh{sfx}")
+
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        G, H, D = self._gates, self.hidden_size, self.num_directions
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else D * H
+            for d in range(D):
+                w_ih, w_hh, b_ih, b_hh = self._names(layer, d)
+                shapes[w_ih] = (G * H, in_size)
+                shapes[w_hh] = (G * H, H)
+                if self.bias:
+                    shapes[b_ih] = (G * H,)
+                    shapes[b_hh] = (G * H,)
+        return shapes
+
+    def _weights(self, layer: int, direction: int) -> tuple[Array, ...]:
+        names = self._names(layer, direction)
+        return tuple(self._params.get(n) for n in names)
+
+    # ----------------------------------------------------------------- cell bindings
+    def _forward_cell(
+        self, x: Array, state: tuple[Array, ...], weights: tuple[Array, ...], lengths: Any,
+        name: str
+    ) -> tuple[Array, tuple[Array, ...], Any]:
+        raise NotImplementedError
+
+    def _backward_cell(
+        self, dy: Array, dstate: tuple[Array, ...], cache: Any, name: str
+    ) -> tuple[Array, tuple[Array, ...], tuple[Array, ...]]:
+        raise NotImplementedError
+
+    def _call_kwargs(self, name: str) -> dict[str, Any]:
+        # The CUDA twins take an NVTX range name; the NumPy reference has no use for one.
+        return {"name": name} if self.device == "cuda" else {}
+
+    # ----------------------------------------------------------------- input checks
+    def _prepare_input(self, x: Any) -> tuple[Array, bool]:
+        """Validate x and return it time-major (T, B, I) in the layer's dtype, plus unbatched."""
+        shape = shape_of(x)
+        if len(shape) not in (2, 3):
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(
+                f"x: expected a 3-D array {layout} or a 2-D unbatched (T, input_size), "
+                f"got shape {shape}"
+            )
+        if shape[-1] != self.input_size:
+            raise ValueError(
+                f"x: expected input_size={self.input_size} in the last dimension, got shape {shape}"
+            )
+        if 0 in shape:
+            raise ValueError(f"x: expected non-empty time and batch dimensions, got shape {shape}")
+        a = backend.asarray(x, self.dtype, self.device)
+        unbatched = a.ndim == 2
+        if unbatched:
+            a = a[:, None, :]
+        elif self.batch_first:
+            a = a.transpose(1, 0, 2)
+        return self.xp.ascontiguousarray(a), unbatched
+
+    def _prepare_state(self, state: Any, batch: int, unbatched: bool) -> list[Array]:
+        """Initial states as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None."""
+        n = len(self._state_names)
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        if state is None:
+            state = (None,) * n
+        elif n == 1:
+            state = (state,)
+        elif not isinstance(state, (tuple, list)) or len(state) != n:
+            raise ValueError(
+                f"state: expected a pair ({', '.join(self._state_names)}) or None, "
+                f"got {type(state).__name__}"
+            )
+        out = []
+        for s, name in zip(state, self._state_names):
+            if s is None:
+                out.append(self.xp.zeros((LD, batch, H), dtype=self._params_dtype()))
+                continue
+            expected = (LD, H) if unbatched else (LD, batch, H)
+            check_shape(s, expected, name)
+            a = backend.asarray(s, self.dtype, self.device)
+            out.append(a[:, None, :] if unbatched else a)
+        return out
+
+    # ----------------------------------------------------------------- sequence helpers
+    def _reverse(self, a: Array, rev_index: Array | None) -> Array:
+        """Reverse time within each sequence's length (padding stays in place)."""
+        if rev_index is None:
+            return self.xp.ascontiguousarray(a[::-1])
+        return a[rev_index, self.xp.arange(a.shape[1])[None, :]]
+
+    def _reverse_index(self, lengths: np.ndarray | None, steps: int) -> Array | None:
+        if lengths is None:
+            return None
+        t = np.arange(steps)[:, None]
+        index = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+        return self.xp.asarray(index)
+
+    def _dropout_mask(self, shape: tuple[int, ...]) -> Array:
+        # Drawn on the host from the layer's generator so that a seed gives the same masks
+        # on every device (and a checkpoint of self.rng resumes them exactly).
+        keep = self.rng.random(shape) >= self.dropout
+        mask = keep / (1.0 - self.dropout)
+        return backend.asarray(mask, self.dtype, self.device)
+
+    # ----------------------------------------------------------------- forward / backward
+    def __call__(self, x: Any, state: Any = None, lengths: Any = None) -> tuple[Array, State]:
+        return self.forward(x, state, lengths)
+
+    def forward(self, x: Any, state: Any = None, lengths: Any = None) -> tuple[Array, State]:
+        """Run the stack over a sequence.
+
+        Parameters
+        ----------
+        x : (T, B, input_size), or (B, T, input_size) with batch_first, or unbatched (T, input_size).
+        state : initial state(s) of shape (num_layers * D, B, H); None means zeros.
+            LSTM takes a pair (h0, c0), either of which may be None.
+        lengths : (B,) sequence lengths in [1, T] (PackedSequence semantics), or None.
+
+        Returns
+        -------
+        y : (T, B, D * H) (batch-first or unbatched like x); zero past each sequence's end.
+        state : h_n (RNN, GRU) or (h_n, c_n) (LSTM), each (num_layers * D, B, H).
+        """
+        x_tm, unbatched = self._prepare_input(x)
+        T, B, _ = x_tm.shape
+        if lengths is not None and unbatched:
+            raise ValueError("lengths: expected None for unbatched 2-D input, got an array")
+        lens = None if lengths is None else lengths_array(lengths, B, T)
+        if lens is not None and np.all(lens == T):
+            lens = None  # full-length sequences: the unmasked path computes the same function
+        states = self._prepare_state(state, B, unbatched)
+        lens_dev = None if lens is None else self.xp.asarray(lens, dtype=self.xp.int32)
+        rev_index = self._reverse_index(lens, T)
+        D, H = self.num_directions, self.hidden_size
+        finals = [[None] * (self.num_layers * D) for _ in states]
+        layers_saved = []
+        inp = x_tm
+        with nvtx_range(f"cuda_rnn/{self._cell}/forward"):
+            for layer in range(self.num_layers):
+                outs, caches = [], []
+                for d in range(D):
+                    idx = layer * D + d
+                    name = f"cuda_rnn/{self._cell}/forward/l{layer}" + ("_reverse" if d else "")
+                    with nvtx_range(name):
+                        xin = inp if d == 0 else self._reverse(inp, rev_index)
+                        y, fin, cache = self._forward_cell(
+                            xin, tuple(s[idx] for s in states), self._weights(layer, d),
+                            lens_dev, name,
+                        )
+                    outs.append(y if d == 0 else self._reverse(y, rev_index))
+                    caches.append(cache)
+                    for k, f in enumerate(fin):
+                        finals[k][idx] = f
+                out = outs[0].copy() if D == 1 else self.xp.concatenate(outs, axis=2)
+                mask = None
+                if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                    mask = self._dropout_mask((T, B, D * H))
+                    out = out * mask
+                layers_saved.append((caches, mask))
+                inp = out
+        self._saved = {
+            "layers": layers_saved, "rev_index": rev_index, "shape": (T, B),
+            "unbatched": unbatched, "out_shape": shape_of(inp),
+        }
+        final = [self.xp.stack(f) for f in finals]
+        if unbatched:
+            y_out = inp[:, 0, :]
+            final = [f[:, 0, :] for f in final]
+        else:
+            y_out = inp.transpose(1, 0, 2) if self.batch_first else inp
+        return y_out, self._pack_state(final)
+
+    def _pack_state(self, arrays: list[Array]) -> State:
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def backward(self, dy: Any, dstate: Any = None) -> tuple[Array, State]:
+        """Backpropagate through time over the last forward; accumulate into :attr:`grads`.
+
+        Parameters
+        ----------
+        dy : gradient of the loss with respect to y, shaped like y (None means zeros).
+        dstate : gradients with respect to the final state(s), shaped like them, or None.
+
+        Returns
+        -------
+        dx : gradient with respect to x, shaped like x.
+        dstate0 : gradient(s) with respect to the initial state(s), (num_layers * D, B, H).
+        """
+        if self._saved is None:
+            raise RuntimeError("backward: called before any forward")
+        saved = self._saved
+        T, B = saved["shape"]
+        unbatched = saved["unbatched"]
+        D, H = self.num_directions, self.hidden_size
+        y_shape = (T, D * H) if unbatched else (
+            (B, T, D * H) if self.batch_first else (T, B, D * H)
+        )
+        if dy is None:
+            g = self.xp.zeros((T, B, D * H), dtype=self._params_dtype())
+        else:
+            check_shape(dy, y_shape, "dy")
+            g = backend.asarray(dy, self.dtype, self.device)
+            g = g[:, None, :] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
+        dstates = self._prepare_state(dstate, B, unbatched)
+        dstate0 = [self.xp.empty_like(s) for s in dstates]
+        rev_index = saved["rev_index"]
+        with nvtx_range(f"cuda_rnn/{self._cell}/backward"):
+            for layer in range(self.num_layers - 1, -1, -1):
+                caches, mask = saved["layers"][layer]
+                if mask is not None:
+                    g = g * mask
+                dx_total = None
+                for d in range(D):
+                    idx = layer * D + d
+                    name = f"cuda_rnn/{self._cell}/backward/l{layer}" + ("_reverse" if d else "")
+                    with nvtx_range(name):
+                        dyd = g[:, :, d * H : (d + 1) * H]
+                        dyd = self._reverse(dyd, rev_index) if d else self.xp.ascontiguousarray(dyd)
+                        dx, ds0, wgrads = self._backward_cell(
+                            dyd, tuple(s[idx] for s in dstates), caches[d], name
+                        )
+                    if d:
+                        dx = self._reverse(dx, rev_index)
+                    for k, s in enumerate(ds0):
+                        dstate0[k][idx] = s
+                    for pname, pgrad in zip(self._names(layer, d), wgrads):
+                        if pgrad is not None:
+                            self.grads[pname] += pgrad
+                    dx_total = dx if dx_total is None else dx_total + dx
+                g = dx_total
+        if unbatched:
+            return g[:, 0, :], self._pack_state([s[:, 0, :] for s in dstate0])
+        dx_out = g.transpose(1, 0, 2) if self.batch_first else g
+        return dx_out, self._pack_state(dstate0)
+
+    def __repr__(self) -> str:
+        extra = "" if self._cell != "rnn" else f", nonlinearity={self.nonlinearity!r}"
+        return (
+            f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+            f"num_layers={self.num_layers}, bias={self.bias}, batch_first={self.batch_first}, "
+            f"dropout={self.dropout}, bidirectional={self.bidirectional}{extra}, "
+            f"dtype={self.dtype!r}, device={self.device!r})"
+        )
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory layer stack (gates i, f, g, o), like ``torch.nn.LSTM``.
+
+    ``y, (h_n, c_n) = lstm(x, (h0, c0), lengths=None)``;
+    ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
+    """
+
+    _cell = "lstm"
+    _gates = 4
+    _state_names = ("h0", "c0")
+
+    def _forward_cell(self, x, state, weights, lengths, name):
+        y, h, c, cache = self._impl.lstm_forward(
+            x, state[0], state[1], *weights, lengths=lengths, **self._call_kwargs(name)
+        )
+        return y, (h, c), cache
+
+    def _backward_cell(self, dy, dstate, cache, name):
+        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(
+            dy, dstate[0], dstate[1], cache, **self._call_kwargs(name)
+        )
+        return dx, (dh0, dc0), tuple(wgrads)
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit layer stack (gates r, z, n), like ``torch.nn.GRU``.
+
+    ``y, h_n = gru(x, h0, lengths=None)``; ``dx, dh0 = gru.backward(dy, dh_n)``.
+    """
+
+    _cell = "gru"
+    _gates = 3
+
+    def _forward_cell(self, x, state, weights, lengths, name):
+        y, h, cache = self._impl.gru_forward(
+            x, state[0], *weights, lengths=lengths, **self._call_kwargs(name)
+        )
+        return y, (h,), cache
+
+    def _backward_cell(self, dy, dstate, cache, name):
+        dx, dh0, *wgrads = self._impl.gru_backward(
+            dy, dstate[0], cache, **self._call_kwargs(name)
+        )
+        return dx, (dh0,), tuple(wgrads)
+
+
+class RNN(_Recurrent):
+    """Elman RNN layer stack, like ``torch.nn.RNN``, with nonlinearity "tanh", "relu" or
+    "sigmoid" (the last is our addition, for the vanishing-gradient experiments).
+
+    ``y, h_n = rnn(x, h0, lengths=None)``; ``dx, dh0 = rnn.backward(dy, dh_n)``.
+    """
+
+    _cell = "rnn"
+    _gates = 1
+    NONLINEARITIES = ("tanh", "relu", "sigmoid")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        self.nonlinearity = choice(nonlinearity, "nonlinearity", self.NONLINEARITIES)
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype, device, seed,
+        )
+
+    def _forward_cell(self, x, state, weights, lengths, name):
+        y, h, cache = self._impl.rnn_forward(
+            x, state[0], *weights, lengths=lengths, nonlinearity=self.nonlinearity,
+            **self._call_kwargs(name),
+        )
+        return y, (h,), cache
+
+    def _backward_cell(self, dy, dstate, cache, name):
+        dx, dh0, *wgrads = self._impl.rnn_backward(
+            dy, dstate[0], cache, **self._call_kwargs(name)
+        )
+        return dx, (dh0,), tuple(wgrads)

@@ -1,0 +1,83 @@
+"""What layers and cells share: named parameters, accumulated gradients, train/eval mode."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .validation import check_shape
+
+Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
+
+
+class Module:
+    """Holds named parameters with PyTorch's names and shapes, and their gradients.
+
+    Subclasses define :meth:`_expected_shapes` and call :meth:`_setup` from ``__init__``.
+    """
+
+    def _setup(self, cell: str, dtype: Any, device: str, seed: int | None) -> None:
+        self.device = backend.resolve_device(device)
+        self.dtype = backend.resolve_dtype(dtype, self.device)
+        self.xp = backend.array_module(self.device)
+        self.training = True
+        self.rng = np.random.default_rng(seed)
+        self._impl = backend.cell_module(cell, self.device)
+        # U(-1/sqrt(H), 1/sqrt(H)) like PyTorch, drawn in float64 on the host so that a seed
+        # gives the same weights on every device and dtype.
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        self._params = {
+            name: backend.asarray(self.rng.uniform(-bound, bound, shape), self.dtype, self.device)
+            for name, shape in self._expected_shapes().items()
+        }
+        self.grads = {k: self.xp.zeros_like(v) for k, v in self._params.items()}
+
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def parameters(self) -> dict[str, Array]:
+        """Name -> live parameter array (updating it in place updates the module)."""
+        return dict(self._params)
+
+    def state_dict(self) -> dict[str, Array]:
+        """Name -> copy of each parameter, with PyTorch's names, shapes and gate order."""
+        return {k: v.copy() for k, v in self._params.items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Copy parameters in (NumPy, CuPy or torch tensors), checking names and shapes.
+
+        Raises
+        ------
+        ValueError
+            For a missing, unexpected or misshapen tensor; nothing is changed then.
+        """
+        expected = self._expected_shapes()
+        missing = sorted(set(expected) - set(state_dict))
+        extra = sorted(set(state_dict) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"state_dict: expected keys {sorted(expected)}, "
+                f"missing {missing}, unexpected {extra}"
+            )
+        for name, shape in expected.items():
+            check_shape(state_dict[name], shape, f"state_dict[{name!r}]")
+        for name in expected:
+            self._params[name][...] = backend.asarray(state_dict[name], self.dtype, self.device)
+
+    def zero_grad(self) -> None:
+        """Set every accumulated gradient to zero."""
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (the default): dropout on, and what backward needs is kept."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode: no dropout."""
+        return self.train(False)
+
+    def _params_dtype(self) -> Any:
+        return self._params["weight_hh" if "weight_hh" in self._params else "weight_hh_l0"].dtype

@@ -1,0 +1,49 @@
+"""Pointwise helpers shared by the reference cells."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function computed as 0.5 * (1 + tanh(x / 2)): no overflow for any finite x."""
+    out = np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def step_mask(lengths: np.ndarray | None, t: int, dtype: np.dtype) -> np.ndarray | None:
+    """(B, 1) column that is 1 where step t lies inside the sequence, 0 past its end."""
+    if lengths is None:
+        return None
+    return (t < lengths).astype(dtype)[:, None]
+
+
+def input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """Xp = x W_ih^T + bias for all steps at once: one GEMM of (T*B, I) by (I, G*H)."""
+    T, B, I = x.shape
+    xp = (x.reshape(T * B, I) @ w_ih.T).reshape(T, B, -1)
+    if bias is not None:
+        xp += bias
+    return xp
+
+
+def weight_gradients(
+    dgates: np.ndarray, x: np.ndarray, h_prev: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dW_ih = sum_t dG_t^T x_t, dW_hh = sum_t dG_t^T h_{t-1}, db = sum_t dG_t (one GEMM each)."""
+    T, B, G = dgates.shape
+    flat = dgates.reshape(T * B, G)
+    dw_ih = flat.T @ x.reshape(T * B, -1)
+    dw_hh = flat.T @ h_prev.reshape(T * B, -1)
+    return dw_ih, dw_hh, flat.sum(axis=0)
+
+
+def add_bias(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Sum of two optional bias vectors (None when both are absent)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b

@@ -1,0 +1,129 @@
+"""Vanilla (Elman) RNN forward over a sequence and its exact reverse-time BPTT, in NumPy.
+
+    h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),   act in {tanh, relu, sigmoid}
+
+The derivative of each activation is computed from its output: tanh' = 1 - h^2,
+relu' = [h > 0], sigmoid' = h (1 - h). With ``lengths``, a sequence past its end keeps its
+state and outputs zeros.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .common import add_bias, input_projection, sigmoid, step_mask, weight_gradients
+
+NONLINEARITIES = ("tanh", "relu", "sigmoid")
+
+
+class RNNCache(NamedTuple):
+    """What backward needs: inputs, every state and each step's unmasked new state."""
+
+    x: np.ndarray  # (T, B, I)
+    h: np.ndarray  # (T+1, B, H): h_0 .. h_T (masked states)
+    act: np.ndarray  # (T, B, H): act(a_t) before masking
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    lengths: np.ndarray | None
+    has_bias: bool
+    nonlinearity: str
+
+
+def _activate(a: np.ndarray, nonlinearity: str) -> None:
+    if nonlinearity == "tanh":
+        np.tanh(a, out=a)
+    elif nonlinearity == "relu":
+        np.maximum(a, 0, out=a)
+    else:
+        sigmoid(a, out=a)
+
+
+def _derivative(out: np.ndarray, nonlinearity: str) -> np.ndarray:
+    if nonlinearity == "tanh":
+        return 1 - out * out
+    if nonlinearity == "relu":
+        return (out > 0).astype(out.dtype)
+    return out * (1 - out)
+
+
+def rnn_forward(
+    x: np.ndarray,
+    h0: np.ndarray,
+    w_ih: np.ndarray,
+    w_hh: np.ndarray,
+    b_ih: np.ndarray | None,
+    b_hh: np.ndarray | None,
+    lengths: np.ndarray | None = None,
+    nonlinearity: str = "tanh",
+) -> tuple[np.ndarray, np.ndarray, RNNCache]:
+    """Run one vanilla RNN layer-direction over a time-major sequence.
+
+    Parameters
+    ----------
+    x : (T, B, I) input.
+    h0 : (B, H) initial state.
+    w_ih : (H, I); w_hh : (H, H); b_ih, b_hh : (H,) or None.
+    lengths : (B,) integers in [1, T], or None for full-length sequences.
+    nonlinearity : "tanh", "relu" or "sigmoid".
+
+    Returns
+    -------
+    y : (T, B, H); h_n : (B, H); cache : what :func:`rnn_backward` needs.
+    """
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}")
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dtype = x.dtype
+    xp = input_projection(x, w_ih, add_bias(b_ih, b_hh))
+    h = np.empty((T + 1, B, H), dtype)
+    act = np.empty((T, B, H), dtype)
+    h[0] = h0
+    w_hh_t = w_hh.T
+    y = np.zeros((T, B, H), dtype) if lengths is not None else h[1:]
+    for t in range(T):
+        a = act[t]
+        np.matmul(h[t], w_hh_t, out=a)
+        a += xp[t]
+        _activate(a, nonlinearity)
+        m = step_mask(lengths, t, dtype)
+        if m is None:
+            h[t + 1] = a
+        else:
+            y[t] = a * m
+            h[t + 1] = h[t] + m * (a - h[t])
+    cache = RNNCache(x, h, act, w_ih, w_hh, lengths, b_ih is not None, nonlinearity)
+    return y, h[T].copy(), cache
+
+
+def rnn_backward(
+    dy: np.ndarray, dh_n: np.ndarray, cache: RNNCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Backpropagate through time over the sequence of the matching :func:`rnn_forward`.
+
+    Returns
+    -------
+    dx : (T, B, I); dh0 : (B, H); dw_ih : (H, I); dw_hh : (H, H);
+    db_ih, db_hh : (H,), or None without bias.
+    """
+    x, h, act, w_ih, w_hh, lengths, has_bias, nonlinearity = cache
+    T, B, _ = x.shape
+    dtype = x.dtype
+    da = np.empty_like(act)
+    dh = dh_n.astype(dtype, copy=True)
+    for t in range(T - 1, -1, -1):
+        m = step_mask(lengths, t, dtype)
+        dh_new = dh + dy[t]
+        if m is not None:
+            dh_new *= m
+            dh_keep = dh * (1 - m)
+        np.multiply(dh_new, _derivative(act[t], nonlinearity), out=da[t])
+        dh = da[t] @ w_hh
+        if m is not None:
+            dh += dh_keep
+    dw_ih, dw_hh, db = weight_gradients(da, x, h[:-1])
+    dx = (da.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
+    db_ih = db if has_bias else None
+    db_hh = db.copy() if has_bias else None
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,64 @@
+"""Argument checks shared by the layers and cells; every error names the argument and the
+expected and given values."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int, which must be >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def probability(value: Any, name: str) -> float:
+    """``value`` as a float in [0, 1)."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return p
+
+
+def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    """``value``, which must be one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {allowed}, got {value!r}")
+    return value
+
+
+def shape_of(a: Any) -> tuple[int, ...]:
+    """The shape of an array-like, for error messages and checks."""
+    shape = getattr(a, "shape", None)
+    return tuple(shape) if shape is not None else np.shape(a)
+
+
+def check_shape(a: Any, expected: tuple[int, ...], name: str) -> None:
+    """Raise unless ``a`` has exactly the shape ``expected``."""
+    given = shape_of(a)
+    if given != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)}, got {given}")
+
+
+def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray:
+    """Validate per-sequence lengths: shape (batch,), integers in [1, steps]; returns int64."""
+    from .backend import to_numpy
+
+    given = to_numpy(lengths)
+    if given.shape != (batch,):
+        raise ValueError(f"lengths: expected shape ({batch},) (one per sequence), got {given.shape}")
+    if given.dtype.kind not in "iu" and not (
+        given.dtype.kind == "f" and np.all(np.equal(np.mod(given, 1), 0))
+    ):
+        raise ValueError(f"lengths: expected integers, got dtype {given.dtype}")
+    out = given.astype(np.int64)
+    if out.size and (out.min() < 1 or out.max() > steps):
+        raise ValueError(
+            f"lengths: expected integers in [1, T={steps}], got min {out.min()} and max {out.max()}"
+        )
+    return out
