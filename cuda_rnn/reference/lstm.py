@@ -60,33 +60,44 @@ def lstm_forward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    xp = input_projection(x, w_ih, add_bias(b_ih, b_hh))
+    # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: halving the rows of the sigmoid gates (i, f, o) in
+    # the weights and bias (exact in floating point) lets one tanh cover all four gates.
+    scale = np.full(4 * H, 0.5, dtype)
+    scale[2 * H : 3 * H] = 1.0
+    bias = add_bias(b_ih, b_hh)
+    xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
+    w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
     h = np.empty((T + 1, B, H), dtype)
     c = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 4 * H), dtype)
     tanh_c = np.empty((T, B, H), dtype)
+    ig = np.empty((B, H), dtype)
     h[0], c[0] = h0, c0
-    w_hh_t = w_hh.T
     y = np.zeros((T, B, H), dtype) if lengths is not None else h[1:]
     for t in range(T):
         a = gates[t]
         np.matmul(h[t], w_hh_t, out=a)
         a += xp[t]
-        sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])
-        np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-        sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])
+        np.tanh(a, out=a)
+        for sig in (a[:, : 2 * H], a[:, 3 * H :]):
+            sig *= 0.5
+            sig += 0.5
         i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        c_new = f * c[t]
-        c_new += i * g
+        c_new, h_new = c[t + 1], h[t + 1]
+        np.multiply(f, c[t], out=c_new)
+        np.multiply(i, g, out=ig)
+        c_new += ig
         np.tanh(c_new, out=tanh_c[t])
-        h_new = o * tanh_c[t]
+        np.multiply(o, tanh_c[t], out=h_new)
         m = step_mask(lengths, t, dtype)
-        if m is None:
-            c[t + 1], h[t + 1] = c_new, h_new
-        else:
+        if m is not None:
             y[t] = h_new * m
-            c[t + 1] = c[t] + m * (c_new - c[t])
-            h[t + 1] = h[t] + m * (h_new - h[t])
+            c_new -= c[t]
+            c_new *= m
+            c_new += c[t]
+            h_new -= h[t]
+            h_new *= m
+            h_new += h[t]
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None)
     return y, h[T].copy(), c[T].copy(), cache
 
@@ -112,30 +123,43 @@ def lstm_backward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    i, f, g, o = (gates[:, :, k * H : (k + 1) * H] for k in range(4))
+    # The local derivative of each gate's pre-activation does not depend on the recursion, so
+    # it is computed for all steps at once; the loop below only carries dh and dc:
+    #   da_i = dc * g i (1 - i)    da_f = dc * c_{t-1} f (1 - f)    da_g = dc * i (1 - g^2)
+    #   da_o = dh * tanh(c_t) o (1 - o),   with dc += dh * o (1 - tanh(c_t)^2) first.
     dgates = np.empty_like(gates)
+    di, df, dg, do = (dgates[:, :, k * H : (k + 1) * H] for k in range(4))
+    np.multiply(i, 1 - i, out=di)
+    di *= g
+    np.multiply(f, 1 - f, out=df)
+    df *= c[:-1]
+    np.multiply(g, g, out=dg)
+    np.subtract(1, dg, out=dg)
+    dg *= i
+    np.multiply(o, 1 - o, out=do)
+    do *= tanh_c
+    dc_from_h = 1 - tanh_c * tanh_c
+    dc_from_h *= o
+    dcg = dgates.reshape(T, B, 4, H)[:, :, :3]  # the i, f, g blocks, all scaled by dc
     dh = dh_n.astype(dtype, copy=True)
     dc = dc_n.astype(dtype, copy=True)
+    dh_new = np.empty((B, H), dtype)
+    tmp = np.empty((B, H), dtype)
     for t in range(T - 1, -1, -1):
-        a = gates[t]
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
         m = step_mask(lengths, t, dtype)
-        dh_new = dh + dy[t]
-        dc_new = dc
+        np.add(dh, dy[t], out=dh_new)
         if m is not None:
             # Past a sequence's end the state was copied through: pass its gradient back as is.
             dh_new *= m
-            dc_new = dc * m
             dh_keep, dc_keep = dh * (1 - m), dc * (1 - m)
-        tc = tanh_c[t]
-        dc_new = dc_new + dh_new * o * (1 - tc * tc)
-        dgt = dgates[t]
-        di, df, dg, do = (dgt[:, k * H : (k + 1) * H] for k in range(4))
-        np.multiply(dc_new, g * i * (1 - i), out=di)
-        np.multiply(dc_new, c[t] * f * (1 - f), out=df)
-        np.multiply(dc_new, i * (1 - g * g), out=dg)
-        np.multiply(dh_new, tc * o * (1 - o), out=do)
-        dc = dc_new * f
-        dh = dgt @ w_hh
+            dc = dc * m
+        np.multiply(dh_new, dc_from_h[t], out=tmp)
+        dc_new = dc + tmp
+        dcg[t] *= dc_new[:, None, :]
+        do[t] *= dh_new
+        dc = np.multiply(dc_new, f[t], out=dc_new)
+        dh = dgates[t] @ w_hh
         if m is not None:
             dh += dh_keep
             dc += dc_keep
