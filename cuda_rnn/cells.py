@@ -47,6 +47,9 @@ class _Cell(Module):
         p = self._params
         return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
+    def _clear_saved(self) -> None:
+        self._stack = []
+
     def train(self, mode: bool = True) -> "_Cell":
         """Training mode: forward keeps what backward needs (the default)."""
         if not mode:

@@ -83,6 +83,9 @@ class _Recurrent(Module):
         names = self._names(layer, direction)
         return tuple(self._params.get(n) for n in names)
 
+    def _clear_saved(self) -> None:
+        self._saved = None
+
     # ----------------------------------------------------------------- cell bindings
     def _forward_cell(
         self, x: Array, state: tuple[Array, ...], weights: tuple[Array, ...], lengths: Any,

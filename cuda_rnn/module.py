@@ -1,6 +1,7 @@
 """What layers and cells share: named parameters, accumulated gradients, train/eval mode."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -65,13 +66,52 @@ class Module:
         for name in expected:
             self._params[name][...] = backend.asarray(state_dict[name], self.dtype, self.device)
 
+    def with_parameters(self, params: dict[str, Array]) -> "Module":
+        """A module of this configuration whose parameters ARE the given arrays (no copy).
+
+        The new module has its own zeroed ``grads``, saved forward state and training flag;
+        it shares the generator ``rng`` with this one (assign a new one to separate them).
+        This is how cuda_rnn.torch runs on memory owned by torch Parameters.
+
+        Raises
+        ------
+        ValueError
+            For missing or unexpected names, or an array whose shape, dtype or kind
+            (NumPy on "cpu", CuPy on "cuda") differs from this module's parameters.
+        """
+        expected = self._expected_shapes()
+        missing = sorted(set(expected) - set(params))
+        extra = sorted(set(params) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"params: expected keys {sorted(expected)}, missing {missing}, unexpected {extra}"
+            )
+        dtype = self._params_dtype()
+        for name, shape in expected.items():
+            check_shape(params[name], shape, f"params[{name!r}]")
+            a = params[name]
+            if not isinstance(a, self.xp.ndarray) or a.dtype != dtype:
+                raise ValueError(
+                    f"params[{name!r}]: expected a {self.xp.__name__} array of dtype {dtype}, "
+                    f"got {type(a).__name__} of dtype {getattr(a, 'dtype', None)}"
+                )
+        new = copy.copy(self)
+        new._params = dict(params)
+        new.grads = {k: self.xp.zeros_like(v) for k, v in new._params.items()}
+        new._clear_saved()
+        return new
+
+    def _clear_saved(self) -> None:
+        """Forget what the last forward saved for backward."""
+        raise NotImplementedError
+
     def zero_grad(self) -> None:
         """Set every accumulated gradient to zero."""
         for g in self.grads.values():
             g.fill(0)
 
     def train(self, mode: bool = True) -> "Module":
-        """Training mode (the default): dropout on, and what backward needs is kept."""
+        """Training mode (the default): dropout between layers is applied."""
         self.training = bool(mode)
         return self
 
