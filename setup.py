@@ -20,13 +20,15 @@ setup(
     install_requires=["numpy>=1.24", "nvtx>=0.2"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13"],
-        "cuda13": ["cupy-cuda13x>=13"],
+        "cuda13": ["cupy-cuda13x>=14", "ml-dtypes>=0.5"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",
             "torch>=2.1",
-            "cuda-bindings>=12.8",
-            "nvidia-cuda-nvrtc>=12.8",
+            # NVRTC and the CUDA headers, to compile every kernel on a machine with no GPU
+            "cuda-bindings>=13",
+            "nvidia-cuda-nvrtc>=13",
+            "nvidia-cuda-runtime>=13",
         ],
         "plot": ["matplotlib>=3.6"],
         "progress": ["tqdm>=4.60"],

@@ -1,0 +1,163 @@
+"""What the three CUDA cells share: argument checks, the input projection, step iteration."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..profiling import step_range, step_ranges_enabled
+from .blas import matmul_into
+from .dtypes import acc_dtype, cast, dtype_name, to_acc
+from .workspace import empty
+
+
+class Dims(NamedTuple):
+    """Sizes of one layer-direction call and its storage dtype name."""
+
+    T: int
+    B: int
+    I: int
+    H: int
+    dtype: str
+
+    def describe(self, op: str) -> str:
+        """``"lstm_forward (T=.., B=.., I=.., H=.., float32)"`` for error messages."""
+        return f"{op} (T={self.T}, B={self.B}, I={self.I}, H={self.H}, {self.dtype})"
+
+
+def _expect(arg: str, array: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if tuple(array.shape) != shape:
+        raise ValueError(f"{arg}: expected shape {shape}, got {tuple(array.shape)}")
+    if array.dtype != dtype:
+        raise ValueError(f"{arg}: expected dtype {dtype} (as x), got {array.dtype}")
+
+
+def check_inputs(
+    x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, gates: int
+) -> Dims:
+    """Check shapes and dtypes of a forward call and return its sizes.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the expected and the given shape or dtype.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"x: expected shape (T, B, I), got {tuple(x.shape)}")
+    name = dtype_name(x.dtype)
+    T, B, I = x.shape
+    if w_hh.ndim != 2:
+        raise ValueError(f"w_hh: expected shape ({gates}*H, H), got {tuple(w_hh.shape)}")
+    H = w_hh.shape[1]
+    G = gates * H
+    _expect("w_hh", w_hh, (G, H), x.dtype)
+    _expect("w_ih", w_ih, (G, I), x.dtype)
+    for arg, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            _expect(arg, bias, (G,), x.dtype)
+    for arg, state in states.items():
+        _expect(arg, state, (B, H), x.dtype)
+    if min(T, B, I, H) < 1:
+        raise ValueError(f"x, w_hh: expected T, B, I, H >= 1, got {(T, B, I, H)}")
+    return Dims(T, B, I, H, name)
+
+
+def step_lengths(lengths: Any, dims: Dims) -> Any:
+    """int32 (B,) lengths on the device; all T when ``lengths`` is None.
+
+    Raises
+    ------
+    ValueError
+        For lengths of the wrong shape.
+    """
+    import cupy
+
+    if lengths is None:
+        return cupy.full((dims.B,), dims.T, dtype=cupy.int32)
+    lengths = cupy.asarray(lengths)
+    if lengths.shape != (dims.B,):
+        raise ValueError(f"lengths: expected shape ({dims.B},), got {tuple(lengths.shape)}")
+    return cupy.ascontiguousarray(lengths, dtype=cupy.int32)
+
+
+def contiguous(*arrays: Any) -> tuple[Any, ...]:
+    """C-contiguous versions (no copy for arrays that already are; None passes through)."""
+    import cupy
+
+    return tuple(None if a is None else cupy.ascontiguousarray(a) for a in arrays)
+
+
+def summed_bias(b_ih: Any, b_hh: Any) -> Any:
+    """b_ih + b_hh in the accumulator dtype, or None when the layer has no bias."""
+    present = [to_acc(b) for b in (b_ih, b_hh) if b is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else present[0] + present[1]
+
+
+def input_projection(x: Any, w_ih: Any, bias: Any, dims: Dims, gates: int, op: str) -> Any:
+    """Xp = x W_ih^T (+ bias) for all steps: one GEMM into an accumulator-typed (T, B, G*H)."""
+    T, B, I, H, name = dims
+    xp = empty((T, B, gates * H), acc_dtype(name), f"{op} input projection Xp")
+    flat = xp.reshape(T * B, gates * H)
+    if bias is not None:
+        flat[...] = bias
+    matmul_into(x.reshape(T * B, I), w_ih, flat, trans_b=True,
+                beta=0.0 if bias is None else 1.0, what=f"{op} x W_ih^T")
+    return xp
+
+
+def acc_state(state: Any, dims: Dims) -> Any:
+    """A fresh accumulator-typed (B, H) copy of a gradient state; zeros for None."""
+    import cupy
+
+    if state is None:
+        return cupy.zeros((dims.B, dims.H), acc_dtype(dims.dtype))
+    return to_acc(state)
+
+
+def input_gradients(dgates: Any, x: Any, w_ih: Any, dims: Dims, op: str) -> tuple[Any, Any]:
+    """dW_ih = sum_t dG_t^T x_t and dX = dG W_ih: two GEMMs over all steps.
+
+    ``dgates`` is the (T, B, G*H) gradient with respect to the input projection.
+    """
+    T, B, I, _, _ = dims
+    flat = dgates.reshape(T * B, -1)
+    dw_ih = empty((flat.shape[1], I), x.dtype, f"{op} dW_ih")
+    matmul_into(flat, x.reshape(T * B, I), dw_ih, trans_a=True, what=f"{op} dG^T x")
+    dx = empty((T, B, I), x.dtype, f"{op} dx")
+    matmul_into(flat, w_ih, dx.reshape(T * B, I), what=f"{op} dG W_ih")
+    return dw_ih, dx
+
+
+def recurrent_weight_gradient(dgates: Any, h_prev: Any, dims: Dims, op: str) -> Any:
+    """dW_hh = sum_t dG_t^T h_{t-1}: one GEMM over all steps."""
+    T, B, _, H, _ = dims
+    flat = dgates.reshape(T * B, -1)
+    dw_hh = empty((flat.shape[1], H), dgates.dtype, f"{op} dW_hh")
+    matmul_into(flat, h_prev.reshape(T * B, H), dw_hh, trans_a=True, what=f"{op} dG^T h")
+    return dw_hh
+
+
+def bias_gradient(dgates: Any, dims: Dims, op: str) -> Any:
+    """sum over steps and batch of dG, as a ones-row GEMM so it accumulates in float."""
+    import cupy
+
+    T, B = dims.T, dims.B
+    flat = dgates.reshape(T * B, -1)
+    ones = cast(cupy.ones((1, T * B), acc_dtype(dims.dtype)), dims.dtype)
+    db = empty((1, flat.shape[1]), dgates.dtype, f"{op} bias gradient")
+    matmul_into(ones, flat, db, what=f"{op} 1^T dG")
+    return db.reshape(-1)
+
+
+def time_steps(T: int, name: str, reverse: bool = False) -> Iterator[int]:
+    """Steps 0..T-1 (or back), each inside an NVTX range ``{name}/t{t}`` when enabled."""
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    if not step_ranges_enabled():
+        yield from order
+        return
+    for t in order:
+        with step_range(name, t):
+            yield t

@@ -1,0 +1,72 @@
+// common.cuh: what every cell's kernels share.
+//
+// - acc_t<T>: the type pointwise math runs in for storage type T: float for __half,
+//   __nv_bfloat16 and float; double for double.
+// - load / store: storage <-> accumulator conversion (round to nearest even on store).
+// - sigmoid / tanh that stay finite and accurate for every finite input.
+// - the index helpers of the pointwise launch shape: one thread per (batch row b, hidden
+//   unit j), element e = b * H + j, 1-D grid of 1-D blocks.
+//
+// Included textually by cuda_rnn/kernels.py (which inlines it with #line markers), so the
+// NVRTC log names this file and line on an error.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+namespace cuda_rnn {
+
+template <typename T> struct Accumulator { using type = float; };
+template <> struct Accumulator<double> { using type = double; };
+template <typename T> using acc_t = typename Accumulator<T>::type;
+
+template <typename T> __device__ __forceinline__ acc_t<T> load(const T* p, size_t i) {
+    return p[i];
+}
+template <> __device__ __forceinline__ float load<__half>(const __half* p, size_t i) {
+    return __half2float(p[i]);
+}
+template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16* p,
+                                                                 size_t i) {
+    return __bfloat162float(p[i]);
+}
+
+template <typename T> __device__ __forceinline__ void store(T* p, size_t i, acc_t<T> v) {
+    p[i] = v;
+}
+template <> __device__ __forceinline__ void store<__half>(__half* p, size_t i, float v) {
+    p[i] = __float2half_rn(v);
+}
+template <> __device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16* p, size_t i,
+                                                                 float v) {
+    p[i] = __float2bfloat16_rn(v);
+}
+
+// exp of a non-positive argument only, so neither branch overflows; e * s = e / (1 + e)
+// keeps full relative accuracy for large negative x, where 1 - 1/(1+e) would cancel.
+__device__ __forceinline__ float sigmoid(float x) {
+    const float e = expf(-fabsf(x));
+    const float s = 1.0f / (1.0f + e);
+    return x >= 0.0f ? s : e * s;
+}
+__device__ __forceinline__ double sigmoid(double x) {
+    const double e = exp(-fabs(x));
+    const double s = 1.0 / (1.0 + e);
+    return x >= 0.0 ? s : e * s;
+}
+
+// The CUDA math library's tanh saturates to +-1 without overflow and is accurate near 0
+// (a formula through exp(2x) is neither).
+__device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
+__device__ __forceinline__ double tanh_(double x) { return tanh(x); }
+
+__device__ __forceinline__ size_t element_index() {
+    return static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// PackedSequence semantics: step t of sequence b is real while t < lengths[b].
+__device__ __forceinline__ bool step_valid(const int* lengths, int b, int t) {
+    return t < lengths[b];
+}
+
+}  // namespace cuda_rnn

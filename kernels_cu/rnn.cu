@@ -1,0 +1,79 @@
+// rnn.cu: the per-time-step pointwise kernels of a vanilla (Elman) RNN layer-direction.
+//
+// Forward (rnn_forward_pointwise), for step t:
+//     a' = act(Xp[t] + Hp)        Xp[t] = x_t W_ih^T + b_ih + b_hh,  Hp = h_{t-1} W_hh^T
+//     act: 0 = tanh, 1 = relu, 2 = sigmoid (the `nonlinearity` argument)
+//     valid (t < lengths[b]):  h_t = a', y_t = a';   past the end: h_t = h_{t-1}, y_t = 0
+//   Saved for backward: a' (the unmasked new state), from which act' is computed:
+//   tanh' = 1 - a'^2, relu' = [a' > 0], sigmoid' = a' (1 - a').
+//
+// Backward (rnn_backward_pointwise), step t in reverse, dh = gradient w.r.t. h_t:
+//     valid:  dA_t = (dh + dy_t) * act'(a'),  dh <- 0
+//     past the end: dA_t = 0 and dh passes through unchanged.
+//   The caller adds dA_t W_hh into dh with a GEMM (beta = 1), giving dh_{t-1}.
+//
+// Memory layout (row-major, C-contiguous; T steps, B batch rows, H hidden units):
+//   xp  acc_t[T][B][H];  hp acc_t[B][H];  h T[T+1][B][H] (step t reads t, writes t+1)
+//   y, act, dy, da  T[T][B][H];  dh acc_t[B][H] (read and overwritten)
+//   lengths int[B], every value in [1, T]
+// Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
+#include "common.cuh"
+
+using namespace cuda_rnn;
+
+enum Nonlinearity { kTanh = 0, kRelu = 1, kSigmoid = 2 };
+
+template <typename A> __device__ __forceinline__ A activate(A a, int nonlinearity) {
+    if (nonlinearity == kTanh) return tanh_(a);
+    if (nonlinearity == kRelu) return a > A(0) ? a : A(0);
+    return sigmoid(a);
+}
+
+template <typename A> __device__ __forceinline__ A derivative(A out, int nonlinearity) {
+    if (nonlinearity == kTanh) return A(1) - out * out;
+    if (nonlinearity == kRelu) return out > A(0) ? A(1) : A(0);
+    return out * (A(1) - out);
+}
+
+template <typename T>
+__global__ void rnn_forward_pointwise(const acc_t<T>* __restrict__ xp,
+                                      const acc_t<T>* __restrict__ hp, T* __restrict__ h,
+                                      T* __restrict__ y, T* __restrict__ act,
+                                      const int* __restrict__ lengths, int t, int B, int H,
+                                      int nonlinearity) {
+    using A = acc_t<T>;
+    const size_t e = element_index();
+    const size_t n = static_cast<size_t>(B) * H;
+    if (e >= n) return;
+    const int b = static_cast<int>(e / H);
+    const size_t here = static_cast<size_t>(t) * n + e;
+    const A a = activate(xp[here] + hp[e], nonlinearity);
+    store(act, here, a);
+    if (step_valid(lengths, b, t)) {
+        store(h, here + n, a);
+        store(y, here, a);
+    } else {
+        h[here + n] = h[here];
+        store(y, here, A(0));
+    }
+}
+
+template <typename T>
+__global__ void rnn_backward_pointwise(const T* __restrict__ act, const T* __restrict__ dy,
+                                       acc_t<T>* __restrict__ dh, T* __restrict__ da,
+                                       const int* __restrict__ lengths, int t, int B, int H,
+                                       int nonlinearity) {
+    using A = acc_t<T>;
+    const size_t e = element_index();
+    const size_t n = static_cast<size_t>(B) * H;
+    if (e >= n) return;
+    const int b = static_cast<int>(e / H);
+    const size_t here = static_cast<size_t>(t) * n + e;
+    if (!step_valid(lengths, b, t)) {
+        store(da, here, A(0));
+        return;
+    }
+    const A dh_new = dh[e] + load(dy, here);
+    store(da, here, dh_new * derivative(load(act, here), nonlinearity));
+    dh[e] = A(0);
+}
