@@ -29,6 +29,7 @@ setup(
             "cuda-bindings>=13",
             "nvidia-cuda-nvrtc>=13",
             "nvidia-cuda-runtime>=13",
+            "nvidia-cuda-cccl>=13",
         ],
         "plot": ["matplotlib>=3.6"],
         "progress": ["tqdm>=4.60"],

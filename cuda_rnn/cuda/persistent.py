@@ -1,0 +1,370 @@
+"""Host side of the persistent kernels (kernels_cu/lstm_persistent.cuh, gru_persistent.cuh).
+
+One cooperative launch runs every step of a layer-direction. This module decides whether a
+shape fits on chip (:func:`plan_persistent`, pure Python: the fit rules are testable without
+a GPU), compiles the kernels into their own cooperative RawModule, checks that every block
+can be resident at once, and launches.
+
+The kernels sit in a module of their own, not in lstm.cu's: CuPy launches every kernel of a
+module built with ``enable_cooperative_groups`` cooperatively, and caps such a grid at what
+fits on the device, which would cut the pointwise kernels' large grids short.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import kernels
+
+#: Threads per block, the same as persistent::kThreads in kernels_cu/persistent.cuh.
+THREADS = 256
+WARPS = THREADS // 32
+#: Cells with a persistent kernel and their gate count G.
+CELL_GATES: dict[str, int] = {"lstm": 4, "gru": 3}
+#: Storage dtypes with a persistent kernel (TF32 / bf16 tensor cores), with bytes per element.
+ELEMENT_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2}
+DIRECTIONS = ("forward", "backward")
+#: K of one tensor-core instruction (elements): m16n8k8 TF32, m16n8k16 bf16.
+MMA_K: dict[str, int] = {"float32": 8, "bfloat16": 16}
+#: K-chunks of the staged activations are multiples of this (both MMA K values divide it).
+CHUNK_ALIGN = 16
+#: Smallest K-chunk worth a plan: below it the per-chunk barriers cost more than the product.
+MIN_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """What a device offers the persistent kernels."""
+
+    sm_count: int
+    smem_per_block: int  # bytes of dynamic shared memory one block may opt in to
+    name: str = ""
+
+
+#: H100 SXM (132 SMs, 227 KiB of shared memory per block after opt-in): the prediction target.
+H100 = DeviceLimits(sm_count=132, smem_per_block=227 * 1024, name="H100 SXM")
+
+
+def device_limits() -> DeviceLimits:
+    """Limits of the current CuPy device."""
+    import cupy
+
+    device = cupy.cuda.Device()
+    attrs = device.attributes
+    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    return DeviceLimits(
+        sm_count=int(attrs["MultiProcessorCount"]),
+        smem_per_block=int(attrs["MaxSharedMemoryPerBlockOptin"]),
+        name=name.decode() if isinstance(name, bytes) else str(name),
+    )
+
+
+@dataclass(frozen=True)
+class PersistentPlan:
+    """Launch shape and shared-memory layout of one persistent call, or why there is none.
+
+    ``fits`` is False with ``reason`` saying what does not fit; the layout fields are then 0.
+    The layout fields are the kernel's trailing int arguments (see :meth:`layout_args`).
+    """
+
+    cell: str
+    direction: str
+    hidden: int
+    batch: int
+    dtype: str
+    fits: bool
+    reason: str
+    units_per_block: int = 0
+    blocks: int = 0
+    ldw: int = 0
+    chunk: int = 0
+    lds: int = 0
+    ldr: int = 0
+    ksplit: int = 0
+    stage_offset: int = 0
+    red_offset: int = 0
+    state_offset: int = 0
+    smem_bytes: int = 0
+
+    def layout_args(self) -> tuple[np.int32, ...]:
+        """The kernel arguments hs, ldw, chunk, lds, ldr, ksplit and the three offsets."""
+        return tuple(
+            np.int32(v)
+            for v in (self.units_per_block, self.ldw, self.chunk, self.lds, self.ldr,
+                      self.ksplit, self.stage_offset, self.red_offset, self.state_offset)
+        )
+
+
+def padded_stride(k: int, element_bytes: int) -> int:
+    """Row stride (elements) for k columns: rounded up to 16 columns, then to a multiple of
+    8 words plus 4, so the 8 rows one mma fragment load touches hit 8 distinct bank groups."""
+    words = _ceil_to(_ceil_to(k, CHUNK_ALIGN) * element_bytes, 4) // 4
+    words = _ceil_to(words, 8) + 4
+    return words * 4 // element_bytes
+
+
+def _ceil_to(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _align16(n: int) -> int:
+    return _ceil_to(n, 16)
+
+
+def _unit_step(cell: str, direction: str) -> int:
+    # Forward the block's G * hs weight rows are the mma M (16 rows a tile): LSTM fills tiles
+    # with hs a multiple of 4; GRU (3 * hs) takes hs a multiple of 8 and pads a third tile.
+    # Backward hs is the mma N (8 columns a tile).
+    if direction == "backward":
+        return 8
+    return 4 if cell == "lstm" else 8
+
+
+def _state_floats(cell: str, direction: str) -> int:
+    # Per (unit, batch row) floats kept on chip: forward c (LSTM) or h (GRU); backward dh,
+    # dc and the carried dh (LSTM) or dh and the terms outside W_hh (GRU).
+    if direction == "forward":
+        return 1
+    return 3 if cell == "lstm" else 2
+
+
+def plan_persistent(
+    cell: str, direction: str, hidden: int, batch: int, dtype: str,
+    limits: DeviceLimits = H100,
+) -> PersistentPlan:
+    """Whether one layer-direction fits the persistent kernel on ``limits``, and its layout.
+
+    Rules: one block per SM at most, each owning hs = ceil(H / SMs) hidden units rounded up
+    to the tile step; the block's W_hh slice (G*hs rows of H forward, hs columns of G*H
+    backward) stays in shared memory with the partial-sum buffer and the on-chip state, and
+    what is left holds the batch x chunk activation tile, chunk >= MIN_CHUNK columns.
+
+    Raises
+    ------
+    ValueError
+        For a direction other than "forward" / "backward", or hidden or batch below 1.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
+    if hidden < 1 or batch < 1:
+        raise ValueError(f"hidden, batch: expected >= 1, got {hidden}, {batch}")
+    base = dict(cell=cell, direction=direction, hidden=hidden, batch=batch, dtype=dtype)
+    if cell not in CELL_GATES:
+        return PersistentPlan(**base, fits=False,
+                              reason=f"no persistent kernel for cell {cell!r} "
+                                     f"(only {tuple(CELL_GATES)})")
+    if dtype not in ELEMENT_BYTES:
+        return PersistentPlan(**base, fits=False,
+                              reason=f"no persistent kernel for dtype {dtype!r} "
+                                     f"(only {tuple(ELEMENT_BYTES)})")
+    gates, eb = CELL_GATES[cell], ELEMENT_BYTES[dtype]
+    step = _unit_step(cell, direction)
+    hs = _ceil_to(-(-hidden // limits.sm_count), step)
+    blocks = -(-hidden // hs)
+    k_total = hidden if direction == "forward" else gates * hidden
+    resident_rows = gates * hs if direction == "forward" else hs
+    ldw = padded_stride(k_total, eb)
+    # Output tile grid: forward (G*hs rows) x (batch); backward (batch) x (hs).
+    m, n = (resident_rows, batch) if direction == "forward" else (batch, resident_rows)
+    mpad, npad = _ceil_to(m, 16), _ceil_to(n, 8)
+    jobs = (mpad // 16) * (npad // 8)
+    ksplit = max(1, WARPS // jobs)
+    ldr = npad + 4
+    resident = _align16(resident_rows * ldw * eb)
+    red = _align16(ksplit * mpad * ldr * 4)
+    state = _state_floats(cell, direction) * hs * batch * 4
+    budget = limits.smem_per_block - resident - red - state
+    full_chunk = _ceil_to(k_total, CHUNK_ALIGN)
+    chunk = full_chunk
+    while chunk >= CHUNK_ALIGN and _align16(batch * padded_stride(chunk, eb) * eb) > budget:
+        chunk -= CHUNK_ALIGN
+    if chunk < min(MIN_CHUNK, full_chunk):
+        need = resident + red + state + _align16(batch * padded_stride(MIN_CHUNK, eb) * eb)
+        return PersistentPlan(
+            **base, fits=False,
+            reason=(f"{direction} {cell} H={hidden} B={batch} {dtype} needs {need} bytes of "
+                    f"shared memory per block ({resident} for the W_hh slice of {hs} units "
+                    f"across {blocks} blocks), more than the {limits.smem_per_block} "
+                    f"{limits.name or 'this device'} gives"),
+        )
+    ksplit = min(ksplit, chunk // MMA_K[dtype])
+    red = _align16(ksplit * mpad * ldr * 4)
+    lds = padded_stride(chunk, eb)
+    stage = _align16(batch * lds * eb)
+    return PersistentPlan(
+        **base, fits=True, reason="", units_per_block=hs, blocks=blocks, ldw=ldw, chunk=chunk,
+        lds=lds, ldr=ldr, ksplit=ksplit, stage_offset=resident,
+        red_offset=resident + stage, state_offset=resident + stage + red,
+        smem_bytes=resident + stage + red + state,
+    )
+
+
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+
+
+def persistent_source(cell: str) -> str:
+    """The NVRTC source of ``<cell>_persistent.cuh`` with its local includes inlined once each
+    (recursively, with #line markers so compiler messages name the right file and line).
+
+    Raises
+    ------
+    ValueError
+        For a cell without a persistent kernel.
+    """
+    if cell not in CELL_GATES:
+        raise ValueError(f"cell: expected one of {tuple(CELL_GATES)}, got {cell!r}")
+    seen: set[str] = set()
+
+    def expand(filename: str) -> str:
+        seen.add(filename)
+        text = kernels.read_source_file(filename)
+        pieces: list[str] = []
+        last = 0
+        for match in _LOCAL_INCLUDE.finditer(text):
+            pieces.append(text[last : match.start()])
+            included = match.group(1)
+            if included not in seen:
+                resume = text.count("\n", 0, match.end()) + 2
+                pieces.append(f'#line 1 "{included}"\n{expand(included)}\n')
+                pieces.append(f'#line {resume} "{filename}"')
+            last = match.end()
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    return expand(f"{cell}_persistent.cuh")
+
+
+def kernel_names(cell: str) -> tuple[str, ...]:
+    """Name expressions of ``cell``'s persistent kernels, both directions, both dtypes."""
+    return tuple(
+        kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
+        for direction in DIRECTIONS
+        for dtype in ELEMENT_BYTES
+    )
+
+
+#: What CuPy itself adds to a RawModule built with enable_cooperative_groups=True (relocatable
+#: device code, linked against cudadevrt) and to every NVRTC compile (-ftz=true); the CPU
+#: compile test passes these too, so it compiles what the GPU will.
+COOPERATIVE_EXTRA_OPTIONS: tuple[str, ...] = ("--device-c", "-ftz=true")
+
+
+@functools.lru_cache(maxsize=None)
+def _module(cell: str) -> Any:
+    import cupy
+
+    module = cupy.RawModule(
+        code=persistent_source(cell),
+        options=kernels.COMPILE_OPTIONS,
+        name_expressions=kernel_names(cell),
+        enable_cooperative_groups=True,
+    )
+    try:
+        module.compile()
+    except cupy.cuda.compiler.CompileException as exc:
+        raise kernels.KernelCompileError(
+            f"NVRTC could not compile kernels_cu/{cell}_persistent.cuh with options "
+            f"{kernels.COMPILE_OPTIONS} (cooperative):\n{exc}"
+        ) from exc
+    return module
+
+
+def get_kernel(cell: str, direction: str, dtype: str) -> Any:
+    """The cooperative RawKernel ``<cell>_<direction>_persistent<T>``."""
+    name = kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
+    return _module(cell).get_function(name)
+
+
+def residency_reason(kernel: Any, plan: PersistentPlan, limits: DeviceLimits) -> str:
+    """Why the plan's grid cannot be resident at once on this device ("" when it can).
+
+    A cooperative launch needs every block resident; CuPy would otherwise shrink the grid
+    with only a warning, so this is checked before each launch.
+    """
+    import cupy
+
+    kernel.max_dynamic_shared_size_bytes = plan.smem_bytes
+    per_sm = cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+        kernel.kernel.ptr, THREADS, plan.smem_bytes
+    )
+    if per_sm * limits.sm_count < plan.blocks:
+        return (f"{plan.blocks} blocks of {THREADS} threads with {plan.smem_bytes} bytes of "
+                f"shared memory: only {per_sm} per SM x {limits.sm_count} SMs can be resident")
+    return ""
+
+
+def launch(plan: PersistentPlan, args: tuple, allow_tf32: bool) -> None:
+    """Launch the plan's kernel cooperatively with ``args`` (the arrays and sizes that come
+    before the layout arguments; see the kernel headers).
+
+    Raises
+    ------
+    ValueError
+        For a plan that does not fit, or a grid that cannot be resident on this device.
+    """
+    if not plan.fits:
+        raise ValueError(f"plan: expected a plan that fits, got one that does not: {plan.reason}")
+    kernel = get_kernel(plan.cell, plan.direction, plan.dtype)
+    reason = residency_reason(kernel, plan, device_limits())
+    if reason:
+        raise ValueError(f"plan: the grid cannot be resident: {reason}")
+    kernel((plan.blocks,), (THREADS,), args + plan.layout_args() + (np.int32(allow_tf32),),
+           shared_mem=plan.smem_bytes)
+
+
+def _sizes(steps: int, batch: int, hidden: int) -> tuple[np.int32, ...]:
+    return np.int32(steps), np.int32(batch), np.int32(hidden)
+
+
+def lstm_forward_persistent(plan: PersistentPlan, xp: Any, w_hh: Any, lengths: Any, h: Any,
+                            c: Any, gates: Any, tanh_c: Any, y: Any, allow_tf32: bool) -> None:
+    """All forward steps of one LSTM layer-direction in one launch.
+
+    xp (T, B, 4H) float with both biases; h, c (T+1, B, H) with h[0], c[0] set; gates
+    (T, B, 4H), tanh_c and y (T, B, H) are written. lengths is int32 (B,) or None.
+    """
+    steps, batch, hidden = y.shape
+    launch(plan, (xp, w_hh, lengths, h, c, gates, tanh_c, y) + _sizes(steps, batch, hidden),
+           allow_tf32)
+
+
+def lstm_backward_persistent(plan: PersistentPlan, w_hh: Any, lengths: Any, gates: Any,
+                             c: Any, tanh_c: Any, dy: Any, dh: Any, dc: Any, dgates: Any,
+                             allow_tf32: bool) -> None:
+    """All backward steps of one LSTM layer-direction in one launch.
+
+    dh, dc (B, H) float hold dL/dh_T, dL/dc_T on entry and dL/dh_0, dL/dc_0 on return;
+    dgates (T, B, 4H) is written (for the weight and input GEMMs after the loop).
+    """
+    steps, batch, hidden = tanh_c.shape
+    launch(plan, (w_hh, lengths, gates, c, tanh_c, dy, dh, dc, dgates, dh, dc)
+           + _sizes(steps, batch, hidden), allow_tf32)
+
+
+def gru_forward_persistent(plan: PersistentPlan, xp: Any, w_hh: Any, b_hh: Any, lengths: Any,
+                           h: Any, gates: Any, hn: Any, y: Any, allow_tf32: bool) -> None:
+    """All forward steps of one GRU layer-direction in one launch.
+
+    xp (T, B, 3H) float with b_ih; b_hh (3H,) float or None; h (T+1, B, H) with h[0] set;
+    gates (T, B, 3H), hn and y (T, B, H) are written. lengths is int32 (B,) or None.
+    """
+    steps, batch, hidden = y.shape
+    launch(plan, (xp, w_hh, b_hh, lengths, h, gates, hn, y) + _sizes(steps, batch, hidden),
+           allow_tf32)
+
+
+def gru_backward_persistent(plan: PersistentPlan, w_hh: Any, lengths: Any, h: Any, gates: Any,
+                            hn: Any, dy: Any, dh: Any, dxp: Any, dhp: Any,
+                            allow_tf32: bool) -> None:
+    """All backward steps of one GRU layer-direction in one launch.
+
+    dh (B, H) float holds dL/dh_T on entry and dL/dh_0 on return; dxp and dhp (T, B, 3H),
+    the gradients through the input and the recurrent projection, are written.
+    """
+    steps, batch, hidden = hn.shape
+    launch(plan, (w_hh, lengths, h, gates, hn, dy, dh, dxp, dhp, dh)
+           + _sizes(steps, batch, hidden), allow_tf32)

@@ -1,0 +1,318 @@
+// persistent.cuh: the machinery shared by the persistent kernels of lstm_persistent.cuh and
+// gru_persistent.cuh (one cooperative launch runs every time step of one layer-direction).
+//
+// Work split. The grid has one block per group of `hs` hidden units ("units_per_block").
+// Each block keeps the slice of W_hh its units need resident in shared memory for the
+// whole sequence, so W_hh is read from device memory once per launch instead of once per
+// step. Blocks exchange only the per-step activations (h_t forward, dG_t backward) through
+// device memory (L2), with one grid-wide barrier (cooperative_groups grid sync) per step.
+//
+// The recurrent product. Every product here is C[m][n] = sum_k A[m][k] * Bt[n][k] with both
+// operands K-contiguous in shared memory ("TN"): forward A = the block's W_hh rows and
+// Bt = h_{t-1}; backward A = dG_t and Bt = the block's W_hh columns. Warps split the output
+// into 16x8 tiles (mma.sync m16n8k8 TF32 for float, m16n8k16 bf16 for __nv_bfloat16, float
+// accumulators) and, when there are fewer tiles than warps, split K too ("ksplit"); each
+// (tile, K-slice) task writes its partial tile to a float reduction buffer that the
+// pointwise phase sums. The activation operand is staged from global memory in K-chunks
+// of `chunk` columns, so a large batch still fits next to the resident weights.
+//
+// Float without TF32 ("exact" mode): each operand x is split as hi = tf32(x), lo = tf32(x - hi)
+// and the product is hi*hi + hi*lo + lo*hi, three tensor-core passes with close to float
+// accuracy; with TF32 allowed one pass is used.
+//
+// Shared-memory layout (bytes, every region 16-byte aligned, offsets chosen by the host,
+// cuda_rnn/cuda/persistent.py, and passed in as kernel arguments):
+//   [0, stage_offset)                 resident weights, rows of `ldw` elements
+//   [stage_offset, red_offset)        activation chunk, rows of `lds` elements
+//   [red_offset, state_offset)        ksplit x Mpad x ldr floats of partial tiles
+//   [state_offset, ...)               per-unit float state (c, dh, dc, ...), hs x B each
+// Row strides are padded so that a row is 4 words past a multiple of 8 words: the eight rows
+// one fragment load touches then fall in distinct banks (no shared-memory bank conflicts).
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include "common.cuh"
+
+namespace cuda_rnn {
+namespace persistent {
+
+// Threads per block of every persistent kernel (8 warps); the host launches exactly this many.
+constexpr int kThreads = 256;
+constexpr int kWarpSize = 32;
+
+// K of one tensor-core instruction for each storage type.
+template <typename T> struct MmaStep;
+template <> struct MmaStep<float> { static constexpr int value = 8; };
+template <> struct MmaStep<__nv_bfloat16> { static constexpr int value = 16; };
+
+template <typename T> __device__ __forceinline__ T zero();
+template <> __device__ __forceinline__ float zero<float>() { return 0.0f; }
+template <> __device__ __forceinline__ __nv_bfloat16 zero<__nv_bfloat16>() {
+    return __float2bfloat16_rn(0.0f);
+}
+
+// L2-only load: the activations a block reads were written by other blocks during this
+// launch, and an L1 line filled earlier could hold stale bytes next to them.
+__device__ __forceinline__ float load_l2(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ float load_l2(const __nv_bfloat16* p) {
+    return __bfloat162float(__ldcg(p));
+}
+
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// One K-step of a 16x8 tile. Fragment ownership (PTX ISA, mma.m16n8k8 .tf32): with
+// g = lane / 4 and q = lane % 4, A holds (g, q), (g+8, q), (g, q+4), (g+8, q+4) and B holds
+// (k = q, n = g), (k = q+4, n = g). Rows past a_rows / b_rows read as zero.
+__device__ __forceinline__ void tile_step(const float* a_top, const float* a_bottom,
+                                          const float* b_row, int k0, int q, bool exact,
+                                          float (&acc)[4]) {
+    const float av[4] = {a_top ? a_top[k0 + q] : 0.0f, a_bottom ? a_bottom[k0 + q] : 0.0f,
+                         a_top ? a_top[k0 + q + 4] : 0.0f,
+                         a_bottom ? a_bottom[k0 + q + 4] : 0.0f};
+    const float bv[2] = {b_row ? b_row[k0 + q] : 0.0f, b_row ? b_row[k0 + q + 4] : 0.0f};
+    uint32_t a[4], b[2];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = to_tf32(av[i]);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) b[i] = to_tf32(bv[i]);
+    mma_tf32(acc, a, b);
+    if (exact) {
+        uint32_t a_small[4], b_small[2];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) a_small[i] = to_tf32(av[i] - __uint_as_float(a[i]));
+#pragma unroll
+        for (int i = 0; i < 2; ++i) b_small[i] = to_tf32(bv[i] - __uint_as_float(b[i]));
+        mma_tf32(acc, a_small, b);
+        mma_tf32(acc, a, b_small);
+    }
+}
+
+// bf16 (mma.m16n8k16): with 32-bit words of two elements, A holds words (g, q), (g+8, q),
+// (g, q+4), (g+8, q+4) and B holds words (n = g, k-word q), (n = g, k-word q+4).
+__device__ __forceinline__ void tile_step(const __nv_bfloat16* a_top,
+                                          const __nv_bfloat16* a_bottom,
+                                          const __nv_bfloat16* b_row, int k0, int q, bool,
+                                          float (&acc)[4]) {
+    const int w = k0 / 2 + q;
+    const uint32_t* at = reinterpret_cast<const uint32_t*>(a_top);
+    const uint32_t* ab = reinterpret_cast<const uint32_t*>(a_bottom);
+    const uint32_t* bw = reinterpret_cast<const uint32_t*>(b_row);
+    const uint32_t a[4] = {at ? at[w] : 0u, ab ? ab[w] : 0u, at ? at[w + 4] : 0u,
+                           ab ? ab[w + 4] : 0u};
+    const uint32_t b[2] = {bw ? bw[w] : 0u, bw ? bw[w + 4] : 0u};
+    mma_bf16(acc, a, b);
+}
+
+// red[s][m][n] (+)= sum over this K-chunk of A[m][k] * Bt[n][k], for every 16x8 tile of the
+// a_rows x b_rows output and every K-slice s < ksplit. `first` stores instead of adding, so
+// the buffer needs no clearing. The task -> warp map is the same for every chunk, so each
+// partial tile is only ever updated by the lanes that wrote it.
+template <typename T>
+__device__ void accumulate_tiles(const T* A, int lda, int a_rows, const T* Bt, int ldb,
+                                 int b_rows, int k_elems, float* red, int ldr, int ksplit,
+                                 bool first, bool exact) {
+    constexpr int kStep = MmaStep<T>::value;
+    const int warp = threadIdx.x / kWarpSize;
+    const int lane = threadIdx.x % kWarpSize;
+    const int g = lane / 4;
+    const int q = lane % 4;
+    const int mt = (a_rows + 15) / 16;
+    const int nt = (b_rows + 7) / 8;
+    const int ksteps = (k_elems + kStep - 1) / kStep;
+    const int red_stride = mt * 16 * ldr;
+    const int tasks = mt * nt * ksplit;
+    for (int task = warp; task < tasks; task += kThreads / kWarpSize) {
+        const int s = task % ksplit;
+        const int job = task / ksplit;
+        const int m0 = (job / nt) * 16;
+        const int n0 = (job % nt) * 8;
+        const T* a_top = m0 + g < a_rows ? A + (m0 + g) * lda : nullptr;
+        const T* a_bottom = m0 + g + 8 < a_rows ? A + (m0 + g + 8) * lda : nullptr;
+        const T* b = n0 + g < b_rows ? Bt + (n0 + g) * ldb : nullptr;
+        // Two accumulator sets alternate so consecutive mma instructions do not wait on
+        // each other's result.
+        float acc0[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        float acc1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        const int k_end = ksteps * (s + 1) / ksplit;
+        int ks = ksteps * s / ksplit;
+        for (; ks + 1 < k_end; ks += 2) {
+            tile_step(a_top, a_bottom, b, ks * kStep, q, exact, acc0);
+            tile_step(a_top, a_bottom, b, (ks + 1) * kStep, q, exact, acc1);
+        }
+        if (ks < k_end) tile_step(a_top, a_bottom, b, ks * kStep, q, exact, acc0);
+        // Accumulator ownership: (g, 2q), (g, 2q+1), (g+8, 2q), (g+8, 2q+1).
+        float* r0 = red + s * red_stride + (m0 + g) * ldr + n0 + 2 * q;
+        float* r1 = r0 + 8 * ldr;
+        if (first) {
+            r0[0] = acc0[0] + acc1[0];
+            r0[1] = acc0[1] + acc1[1];
+            r1[0] = acc0[2] + acc1[2];
+            r1[1] = acc0[3] + acc1[3];
+        } else {
+            r0[0] += acc0[0] + acc1[0];
+            r0[1] += acc0[1] + acc1[1];
+            r1[0] += acc0[2] + acc1[2];
+            r1[1] += acc0[3] + acc1[3];
+        }
+    }
+}
+
+// Sum of the ksplit partial results of output element (m, n).
+__device__ __forceinline__ float reduced(const float* red, int ldr, int mpad, int ksplit, int m,
+                                         int n) {
+    float sum = 0.0f;
+    for (int s = 0; s < ksplit; ++s) sum += red[(s * mpad + m) * ldr + n];
+    return sum;
+}
+
+// dst[r][kk] = src[r][k_begin + kk] for r < rows, kk < k_count rounded up to the mma K,
+// zero past k_total: zero padding on both operands keeps garbage (even NaN) out of sums.
+template <typename T>
+__device__ void stage_rows(const T* src, size_t src_ld, int rows, int k_begin, int k_count,
+                           int k_total, T* dst, int ldd) {
+    constexpr int kStep = MmaStep<T>::value;
+    const int k_padded = (k_count + kStep - 1) / kStep * kStep;
+    const int n = rows * k_padded;
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+        const int r = i / k_padded;
+        const int kk = i - r * k_padded;
+        const int k = k_begin + kk;
+        dst[r * ldd + kk] = k < k_total ? __ldcg(src + r * src_ld + k) : zero<T>();
+    }
+}
+
+// The recurrent product of one step, chunk by chunk over K:
+//   red = resident (rows x K) . act^T    when weights_first (forward, C[row][batch])
+//   red = act . resident^T (batch x rows) otherwise           (backward, C[batch][row])
+// act is the batch x K activation matrix in global memory with row stride act_ld.
+// Ends with a block barrier, so red is ready to read.
+template <typename T>
+__device__ void recurrent_product(const T* resident, int ldw, int rows, const T* act,
+                                  size_t act_ld, int batch, int k_total, T* stage, int lds,
+                                  int chunk, float* red, int ldr, int ksplit, bool weights_first,
+                                  bool exact) {
+    for (int kc = 0; kc < k_total; kc += chunk) {
+        const int k_count = min(chunk, k_total - kc);
+        stage_rows(act, act_ld, batch, kc, k_count, k_total, stage, lds);
+        __syncthreads();
+        if (weights_first) {
+            accumulate_tiles(resident + kc, ldw, rows, stage, lds, batch, k_count, red, ldr,
+                             ksplit, kc == 0, exact);
+        } else {
+            accumulate_tiles(stage, lds, batch, resident + kc, ldw, rows, k_count, red, ldr,
+                             ksplit, kc == 0, exact);
+        }
+        __syncthreads();
+    }
+}
+
+// Per-block constants of a launch, read from the kernel arguments.
+struct Slice {
+    int u0;      // first hidden unit of this block
+    int units;   // hidden units this block owns (the last block may own fewer than hs)
+};
+
+__device__ __forceinline__ Slice block_slice(int hs, int hidden) {
+    const int u0 = blockIdx.x * hs;
+    return Slice{u0, min(hs, hidden - u0)};
+}
+
+// Forward resident slice: local row r = q * hs + j holds W_hh row q * H + u0 + j (gate q of
+// the block's unit j), K = H columns zero-padded to the mma K; rows of missing units are zero.
+template <typename T>
+__device__ void load_weight_rows(const T* w_hh, int gates, int hidden, int hs, Slice slice,
+                                 T* dst, int ldw) {
+    constexpr int kStep = MmaStep<T>::value;
+    const int k_padded = (hidden + kStep - 1) / kStep * kStep;
+    const int n = gates * hs * k_padded;
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+        const int r = i / k_padded;
+        const int k = i - r * k_padded;
+        const int q = r / hs;
+        const int j = r - q * hs;
+        const bool real = j < slice.units && k < hidden;
+        dst[r * ldw + k] =
+            real ? w_hh[static_cast<size_t>(q * hidden + slice.u0 + j) * hidden + k] : zero<T>();
+    }
+}
+
+// Backward resident slice: row j holds column u0 + j of W_hh (length K = G * H), so that
+// dh_{t-1}[:, u0 + j] = dG_t . row j.
+template <typename T>
+__device__ void load_weight_columns(const T* w_hh, int gates, int hidden, int hs, Slice slice,
+                                    T* dst, int ldw) {
+    constexpr int kStep = MmaStep<T>::value;
+    const int k_total = gates * hidden;
+    const int k_padded = (k_total + kStep - 1) / kStep * kStep;
+    const int n = hs * k_padded;
+    for (int i = threadIdx.x; i < n; i += kThreads) {
+        const int j = i / k_padded;
+        const int k = i - j * k_padded;
+        const bool real = j < slice.units && k < k_total;
+        dst[j * ldw + k] =
+            real ? w_hh[static_cast<size_t>(k) * hidden + slice.u0 + j] : zero<T>();
+    }
+}
+
+// state[j * batch + b] = src[b][u0 + j] as float for the block's units (src is (B, H)).
+template <typename T>
+__device__ void load_state(const T* src, int batch, int hidden, Slice slice, float* state) {
+    for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
+        const int j = i % slice.units;
+        const int b = i / slice.units;
+        state[j * batch + b] = load(src, static_cast<size_t>(b) * hidden + slice.u0 + j);
+    }
+}
+
+// dst[b][u0 + j] = state[j * batch + b], the inverse of load_state.
+template <typename T>
+__device__ void store_state(const float* state, int batch, int hidden, Slice slice, T* dst) {
+    for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
+        const int j = i % slice.units;
+        const int b = i / slice.units;
+        store(dst, static_cast<size_t>(b) * hidden + slice.u0 + j, state[j * batch + b]);
+    }
+}
+
+// Carve the dynamic shared memory along the host's offsets.
+template <typename T> struct SharedRegions {
+    T* resident;
+    T* stage;
+    float* red;
+    float* state;
+};
+
+template <typename T>
+__device__ __forceinline__ SharedRegions<T> carve(unsigned char* base, int stage_offset,
+                                                  int red_offset, int state_offset) {
+    return SharedRegions<T>{reinterpret_cast<T*>(base),
+                            reinterpret_cast<T*>(base + stage_offset),
+                            reinterpret_cast<float*>(base + red_offset),
+                            reinterpret_cast<float*>(base + state_offset)};
+}
+
+}  // namespace persistent
+}  // namespace cuda_rnn
