@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .cuda.algo import check_algo
 from .module import Array, Module
 from .profiling import nvtx_range
 from .validation import (
@@ -27,7 +28,23 @@ State = Any  # one array (RNN, GRU) or a pair (h, c) (LSTM)
 
 
 class _Recurrent(Module):
-    """Common machinery of RNN, LSTM and GRU; subclasses bind the cell's functions."""
+    """Common machinery of RNN, LSTM and GRU; subclasses bind the cell's functions.
+
+    Parameters
+    ----------
+    input_size, hidden_size : I and H.
+    num_layers : stacked layers; layer k > 0 reads the (D * H) outputs of layer k - 1.
+    bias : whether b_ih and b_hh exist.
+    batch_first : x and y are (B, T, .) instead of (T, B, .).
+    dropout : probability of zeroing an output of every layer but the last, in training mode.
+    bidirectional : run a second direction over the reversed sequence (D = 2).
+    dtype : "float32" or "float64"; on "cuda" also "float16" and "bfloat16" (storage; the
+        arithmetic is float32).
+    device : "auto", "cpu" or "cuda" (see :func:`cuda_rnn.backend.resolve_device`).
+    seed : seeds the weights and the dropout masks.
+    algo : the CUDA step loop, "alternating", "graph", "persistent" or "auto" (see
+        :mod:`cuda_rnn.cuda.algo`); ignored on the CPU.
+    """
 
     _cell = ""  # module name in reference/ and cuda/: "rnn", "lstm", "gru"
     _gates = 1  # G: rows of W_ih per hidden unit
@@ -45,6 +62,7 @@ class _Recurrent(Module):
         dtype: Any = "float32",
         device: str = "auto",
         seed: int | None = None,
+        algo: str = "alternating",
     ) -> None:
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -54,6 +72,11 @@ class _Recurrent(Module):
         self.dropout = probability(dropout, "dropout")
         self.bidirectional = bool(bidirectional)
         self._setup(self._cell, dtype, device, seed)
+        self.algo = check_algo(algo)
+        self.algo_used = ""  # what the last CUDA call ran, and why (see cuda_rnn.cuda.algo)
+        self.algo_reason = ""
+        self._graphs: Any = None  # the CUDA graphs of algo="graph", built on first use
+        self._device_limits: Any = None
         self._saved: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- parameters
@@ -98,9 +121,23 @@ class _Recurrent(Module):
     ) -> tuple[Array, tuple[Array, ...], tuple[Array, ...]]:
         raise NotImplementedError
 
-    def _call_kwargs(self, name: str) -> dict[str, Any]:
-        # The CUDA twins take an NVTX range name; the NumPy reference has no use for one.
-        return {"name": name} if self.device == "cuda" else {}
+    def _call_kwargs(self, name: str, direction: str, steps: int, batch: int) -> dict[str, Any]:
+        """Keywords of the CUDA twins: the NVTX range name and the step-loop algorithm.
+
+        The NumPy reference takes neither.
+        """
+        if self.device != "cuda":
+            return {}
+        from .cuda.algo import choose_algo
+        from .cuda.graph import GraphCache
+        from .cuda.persistent import device_limits
+
+        if self._graphs is None:
+            self._graphs, self._device_limits = GraphCache(), device_limits()
+        choice = choose_algo(self.algo, self._cell, direction, steps, batch, self.hidden_size,
+                             self.dtype, self._device_limits)
+        self.algo_used, self.algo_reason = choice.used, choice.reason
+        return {"name": name, "algo": choice.used, "graphs": self._graphs}
 
     # ----------------------------------------------------------------- input checks
     def _prepare_input(self, x: Any) -> tuple[Array, bool]:
@@ -325,13 +362,14 @@ class LSTM(_Recurrent):
 
     def _forward_cell(self, x, state, weights, lengths, name):
         y, h, c, cache = self._impl.lstm_forward(
-            x, state[0], state[1], *weights, lengths=lengths, **self._call_kwargs(name)
+            x, state[0], state[1], *weights, lengths=lengths,
+            **self._call_kwargs(name, "forward", *x.shape[:2]),
         )
         return y, (h, c), cache
 
     def _backward_cell(self, dy, dstate, cache, name):
         dx, dh0, dc0, *wgrads = self._impl.lstm_backward(
-            dy, dstate[0], dstate[1], cache, **self._call_kwargs(name)
+            dy, dstate[0], dstate[1], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
         )
         return dx, (dh0, dc0), tuple(wgrads)
 
@@ -347,13 +385,14 @@ class GRU(_Recurrent):
 
     def _forward_cell(self, x, state, weights, lengths, name):
         y, h, cache = self._impl.gru_forward(
-            x, state[0], *weights, lengths=lengths, **self._call_kwargs(name)
+            x, state[0], *weights, lengths=lengths,
+            **self._call_kwargs(name, "forward", *x.shape[:2]),
         )
         return y, (h,), cache
 
     def _backward_cell(self, dy, dstate, cache, name):
         dx, dh0, *wgrads = self._impl.gru_backward(
-            dy, dstate[0], cache, **self._call_kwargs(name)
+            dy, dstate[0], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
         )
         return dx, (dh0,), tuple(wgrads)
 
@@ -382,22 +421,23 @@ class RNN(_Recurrent):
         dtype: Any = "float32",
         device: str = "auto",
         seed: int | None = None,
+        algo: str = "alternating",
     ) -> None:
         self.nonlinearity = choice(nonlinearity, "nonlinearity", self.NONLINEARITIES)
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype, device, seed,
+            dtype, device, seed, algo,
         )
 
     def _forward_cell(self, x, state, weights, lengths, name):
         y, h, cache = self._impl.rnn_forward(
             x, state[0], *weights, lengths=lengths, nonlinearity=self.nonlinearity,
-            **self._call_kwargs(name),
+            **self._call_kwargs(name, "forward", *x.shape[:2]),
         )
         return y, (h,), cache
 
     def _backward_cell(self, dy, dstate, cache, name):
         dx, dh0, *wgrads = self._impl.rnn_backward(
-            dy, dstate[0], cache, **self._call_kwargs(name)
+            dy, dstate[0], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
         )
         return dx, (dh0,), tuple(wgrads)

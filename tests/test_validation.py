@@ -151,3 +151,8 @@ def test_environment_variable_picks_the_device(monkeypatch):
     monkeypatch.setenv("CUDA_RNN_DEVICE", "gpu")
     with pytest.raises(ValueError, match="CUDA_RNN_DEVICE: expected one of"):
         cr.GRU(3, 4)
+
+
+def test_unknown_algo():
+    with pytest.raises(ValueError, match=r"algo: expected one of \('alternating', 'graph', 'persistent', 'auto'\), got 'fast'"):
+        cr.LSTM(3, 4, algo="fast")
