@@ -1,10 +1,20 @@
 """Benchmark our CUDA LSTM / GRU / RNN against torch.nn.* (cuDNN) in the same process.
 
-For each cell, dtype (float32 with TF32 off on both sides, bfloat16) and shape, times the
-forward and the forward+backward of one layer-direction with CUDA events after a warm-up,
-and reports medians and the ratio ours / cuDNN. Writes the rows as JSON to
-profiles/results/ (or --out): a list of objects with the keys gpu, cell, algo, dtype, T, B,
-I, H, pass ("fwd" or "fwd_bwd"), ours_ms, cudnn_ms, ratio.
+For each cell, precision, shape and ``algo=`` (alternating, graph, persistent, auto), times
+the forward and the forward+backward of one layer-direction with CUDA events after a
+warm-up (which also captures the graphs), cuDNN timed right next to it, and reports medians
+and the ratio ours / cuDNN.
+
+Precisions: bfloat16, and float32 twice, with TF32 disallowed and allowed, the same on both
+sides: ours through ``CUDA_RNN_ALLOW_TF32`` (:data:`cuda_rnn.cuda.algo.TF32_ENV`, read by the
+persistent kernels at each launch; the alternating and graph loops' cuBLAS GEMMs are full
+float32 either way), torch through ``torch.backends.cuda.matmul.allow_tf32`` and
+``torch.backends.cudnn.allow_tf32``.
+
+Writes the rows as JSON to profiles/results/ (or --out): a list of objects with the keys gpu,
+cell, algo (as requested), dtype, tf32 (true / false for float32, null for bfloat16), T, B,
+I, H, pass ("fwd" or "fwd_bwd"), ours_ms, cudnn_ms, ratio and algo_reason (the step loop
+each direction ran and why, from :func:`cuda_rnn.cuda.algo.choose_algo`).
 
 Run on a GPU machine: ``PYTHONPATH=. python profiles/bench.py`` (``--quick`` for a smoke run).
 """
@@ -13,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import statistics
 import sys
@@ -20,12 +31,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SHAPES = [(1024, 16, 768, 768), (256, 64, 512, 512), (100, 32, 256, 256)]  # (T, B, I, H)
+from cuda_rnn.cuda.algo import ALGOS, TF32_ENV, choose_algo
+
+# (T, B, I, H): the issue's two targets, two small-batch shapes, and a small one.
+SHAPES = [(1024, 16, 768, 768), (256, 64, 512, 512), (1024, 4, 512, 512),
+          (1024, 8, 1024, 1024), (100, 32, 256, 256)]
 QUICK_SHAPES = [(100, 32, 256, 256)]
 CELLS = ("lstm", "gru", "rnn")
+#: (storage dtype, TF32 allowed); None where TF32 does not apply.
+PRECISIONS = (("float32", False), ("float32", True), ("bfloat16", None))
 DTYPES = ("float32", "bfloat16")
+TF32_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-ALGO = "alternating"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -60,30 +77,64 @@ def median_ms(run: Callable[[], None], record: Callable[[], Any],
     return statistics.median(times)
 
 
-def _ours(cupy: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
-          seed: int) -> tuple[Callable[[], None], Callable[[], None]]:
+def set_tf32(torch: Any, allowed: bool) -> None:
+    """Allow or disallow TF32 for float32 products, on our side and on torch's."""
+    os.environ[TF32_ENV] = "1" if allowed else "0"
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
+def _inputs(cupy: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
+            seed: int) -> dict[str, Any]:
     import numpy as np
 
-    from cuda_rnn.cuda import cast, gru, lstm, rnn
+    from cuda_rnn.cuda import cast
 
     T, B, I, H = shape
     rng = np.random.default_rng(seed)
     k = 1 / np.sqrt(H)
     G = GATES[cell] * H
-    dev = lambda a: cast(cupy.asarray(a), dtype)  # noqa: E731
-    x = dev(rng.standard_normal((T, B, I)))
-    h0 = dev(rng.standard_normal((B, H)) * 0.1)
-    dy = dev(rng.standard_normal((T, B, H)))
-    w = [dev(rng.uniform(-k, k, s)) for s in ((G, I), (G, H), (G,), (G,))]
-    if cell == "lstm":
-        fwd = lambda: lstm.lstm_forward(x, h0, h0, *w)  # noqa: E731
-        both = lambda: lstm.lstm_backward(dy, h0, h0, fwd()[3])  # noqa: E731
-    else:
-        module = gru if cell == "gru" else rnn
-        forward = getattr(module, f"{cell}_forward")
-        backward = getattr(module, f"{cell}_backward")
-        fwd = lambda: forward(x, h0, *w)  # noqa: E731
-        both = lambda: backward(dy, h0, fwd()[2])  # noqa: E731
+
+    def dev(a: Any) -> Any:
+        return cast(cupy.asarray(a), dtype)
+
+    states = 2 if cell == "lstm" else 1
+    return {
+        "x": dev(rng.standard_normal((T, B, I))),
+        "states": [dev(rng.standard_normal((B, H)) * 0.1) for _ in range(states)],
+        "dy": dev(rng.standard_normal((T, B, H))),
+        "weights": [dev(rng.uniform(-k, k, s)) for s in ((G, I), (G, H), (G,), (G,))],
+    }
+
+
+def describe_choice(cell: str, algo: str, dtype: str, shape: tuple[int, int, int, int],
+                    limits: Any) -> tuple[str, str, str]:
+    """(forward step loop, backward step loop, algo_reason) of ``algo`` for this call."""
+    T, B, _, H = shape
+    fwd = choose_algo(algo, cell, "forward", T, B, H, dtype, limits)
+    bwd = choose_algo(algo, cell, "backward", T, B, H, dtype, limits)
+    reason = f"forward: {fwd.used} ({fwd.reason}); backward: {bwd.used} ({bwd.reason})"
+    return fwd.used, bwd.used, reason
+
+
+def _ours(cell: str, inputs: dict[str, Any], fwd_algo: str,
+          bwd_algo: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    from cuda_rnn.cuda import gru, lstm, rnn
+    from cuda_rnn.cuda.graph import GraphCache
+
+    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
+    forward = getattr(module, f"{cell}_forward")
+    backward = getattr(module, f"{cell}_backward")
+    graphs = GraphCache()  # one per benchmark case, as a layer owns one
+    x, states, dy, weights = inputs["x"], inputs["states"], inputs["dy"], inputs["weights"]
+    no_dstate = [None] * len(states)
+
+    def fwd() -> Any:
+        return forward(x, *states, *weights, algo=fwd_algo, graphs=graphs)[-1]
+
+    def both() -> None:
+        backward(dy, *no_dstate, fwd(), algo=bwd_algo, graphs=graphs)
+
     return fwd, both
 
 
@@ -107,16 +158,18 @@ def _cudnn(torch: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
     return fwd, both
 
 
-def run(cells: tuple[str, ...], dtypes: tuple[str, ...], shapes: list, warmup: int,
+def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
+        algos: tuple[str, ...], shapes: list, warmup: int,
         repeats: int) -> list[dict[str, Any]] | None:
     """Time every combination; None when CuPy / PyTorch / a GPU is missing."""
     found = _imports()
     if found is None:
         return None
     cupy, torch = found
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    from cuda_rnn.cuda.persistent import device_limits
+
     gpu = torch.cuda.get_device_name()
+    limits = device_limits()
 
     def cupy_event() -> Any:
         event = cupy.cuda.Event()
@@ -135,26 +188,33 @@ def run(cells: tuple[str, ...], dtypes: tuple[str, ...], shapes: list, warmup: i
     }
     rows = []
     for cell in cells:
-        for dtype in dtypes:
+        for dtype, tf32 in precisions:
+            set_tf32(torch, bool(tf32))
             for shape in shapes:
                 T, B, I, H = shape
-                ours = _ours(cupy, cell, dtype, shape, seed=T + B)
+                inputs = _inputs(cupy, cell, dtype, shape, seed=T + B)
                 theirs = _cudnn(torch, cell, dtype, shape, seed=T + B)
-                for index, name in enumerate(("fwd", "fwd_bwd")):
-                    ms = {}
-                    for side, fns in (("ours", ours), ("cudnn", theirs)):
-                        try:
-                            ms[side] = median_ms(fns[index], *timers[side], warmup, repeats)
-                        except Exception as exc:  # report an unsupported case, keep going
-                            print(f"{side} {cell} {dtype} {shape} {name}: {exc}",
-                                  file=sys.stderr)
-                            ms[side] = None
-                    ratio = (ms["ours"] / ms["cudnn"]
-                             if ms["ours"] is not None and ms["cudnn"] else None)
-                    rows.append(dict(gpu=gpu, cell=cell, algo=ALGO, dtype=dtype, T=T, B=B,
-                                     I=I, H=H, **{"pass": name}, ours_ms=ms["ours"],
-                                     cudnn_ms=ms["cudnn"], ratio=ratio))
-                    print(format_row(rows[-1]), flush=True)
+                for algo in algos:
+                    fwd_algo, bwd_algo, reason = describe_choice(cell, algo, dtype, shape,
+                                                                 limits)
+                    ours = _ours(cell, inputs, fwd_algo, bwd_algo)
+                    for index, name in enumerate(("fwd", "fwd_bwd")):
+                        ms = {}
+                        for side, fns in (("ours", ours), ("cudnn", theirs)):
+                            try:
+                                ms[side] = median_ms(fns[index], *timers[side], warmup,
+                                                     repeats)
+                            except Exception as exc:  # report an unsupported case, go on
+                                print(f"{side} {cell} {algo} {dtype} tf32={tf32} {shape} "
+                                      f"{name}: {exc}", file=sys.stderr)
+                                ms[side] = None
+                        ratio = (ms["ours"] / ms["cudnn"]
+                                 if ms["ours"] is not None and ms["cudnn"] else None)
+                        rows.append(dict(gpu=gpu, cell=cell, algo=algo, dtype=dtype, tf32=tf32,
+                                         T=T, B=B, I=I, H=H, **{"pass": name},
+                                         ours_ms=ms["ours"], cudnn_ms=ms["cudnn"],
+                                         ratio=ratio, algo_reason=reason))
+                        print(format_row(rows[-1]), flush=True)
     return rows
 
 
@@ -163,23 +223,34 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def format_row(row: dict[str, Any]) -> str:
-    """One line of the table."""
-    return (f"{row['cell']:5} {row['algo']:12} {row['dtype']:9} T={row['T']:<5} B={row['B']:<3}"
-            f" I={row['I']:<4} H={row['H']:<4} {row['pass']:8} ours {_fmt(row['ours_ms'], '9.3f')}"
-            f" ms  cudnn {_fmt(row['cudnn_ms'], '9.3f')} ms  ratio {_fmt(row['ratio'], '6.2f')}")
+    """One line of the table (the reason follows after a bar)."""
+    tf32 = {None: "", False: "tf32-off", True: "tf32-on"}[row["tf32"]]
+    return (f"{row['cell']:5} {row['algo']:11} {row['dtype']:8} {tf32:8} T={row['T']:<5} "
+            f"B={row['B']:<3} I={row['I']:<4} H={row['H']:<4} {row['pass']:7} ours "
+            f"{_fmt(row['ours_ms'], '9.3f')} ms  cudnn {_fmt(row['cudnn_ms'], '9.3f')} ms  "
+            f"ratio {_fmt(row['ratio'], '6.2f')}  | {row['algo_reason']}")
+
+
+def precisions_for(dtypes: list[str], tf32: str) -> tuple[tuple[str, bool | None], ...]:
+    """The (dtype, TF32) combinations to run for the command-line choices."""
+    wanted = TF32_CHOICES[tf32]
+    return tuple((d, t) for d, t in PRECISIONS if d in dtypes and (t is None or t in wanted))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
+    parser.add_argument("--tf32", choices=tuple(TF32_CHOICES), default="both",
+                        help="float32 with TF32 disallowed, allowed, or both (default)")
+    parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
     parser.add_argument("--quick", action="store_true", help="only the smallest shape")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
-    rows = run(tuple(args.cells), tuple(args.dtypes), QUICK_SHAPES if args.quick else SHAPES,
-               args.warmup, args.repeats)
+    rows = run(tuple(args.cells), precisions_for(args.dtypes, args.tf32), tuple(args.algos),
+               QUICK_SHAPES if args.quick else SHAPES, args.warmup, args.repeats)
     if rows is None:
         return 2
     out = args.out

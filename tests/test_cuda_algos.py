@@ -1,5 +1,7 @@
-"""GPU suite for the algorithms: persistent kernels, graph replay and every algo= of the layers
-against the NumPy reference (float64) on random inputs, outputs poisoned before each run."""
+"""The algorithms against the NumPy reference (float64) on random inputs: the persistent
+kernels, graph replay, every step loop of the cell functions (device buffers poisoned) and
+every algo= of the layers (GPU tests, marked), plus the checks of the ``algo=`` / ``graphs=``
+keywords that fail before any device work (CPU)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +9,9 @@ import pytest
 
 import cuda_rnn as cr
 from cuda_rnn.cuda import algo
+from cuda_rnn.reference import gru as ref_gru
+from cuda_rnn.reference import lstm as ref_lstm
+from cuda_rnn.reference import rnn as ref_rnn
 from cuda_rnn.reference.gru import gru_backward as ref_gru_backward
 from cuda_rnn.reference.gru import gru_forward as ref_gru_forward
 from cuda_rnn.reference.lstm import (
@@ -14,7 +19,7 @@ from cuda_rnn.reference.lstm import (
     lstm_forward as ref_lstm_forward,
 )
 
-pytestmark = pytest.mark.gpu
+gpu = pytest.mark.gpu
 
 # (T, B, H): odd sizes, B=1, T=1, H not a multiple of 32, and one bench-like shape.
 SHAPES = [(1, 1, 8), (7, 3, 37), (13, 5, 100), (5, 16, 768), (9, 64, 130), (4, 2, 513)]
@@ -57,6 +62,7 @@ def random_lengths(rng: np.random.Generator, T: int, B: int) -> np.ndarray:
     return lengths
 
 
+@gpu
 @pytest.mark.parametrize("dtype, allow_tf32", list(TOLERANCE))
 @pytest.mark.parametrize("T, B, H", SHAPES)
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -115,6 +121,7 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     assert rel_err(flat.T @ h_prev, dw_hh_ref) < 4 * tol
 
 
+@gpu
 @pytest.mark.parametrize("dtype, allow_tf32", list(TOLERANCE))
 @pytest.mark.parametrize("T, B, H", SHAPES)
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -170,6 +177,7 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     assert rel_err(flat_xp.sum(axis=0), db_ih_ref) < 4 * tol
 
 
+@gpu
 def test_graph_cache_replays_with_fresh_inputs_and_outputs(rng: np.random.Generator) -> None:
     import cupy
 
@@ -197,6 +205,7 @@ def test_graph_cache_replays_with_fresh_inputs_and_outputs(rng: np.random.Genera
         cache.run(("triple", n), allocate, body, {"a": cupy.zeros(3, cupy.float32)}, ("out",))
 
 
+@gpu
 @pytest.mark.parametrize("algo_name", algo.ALGOS)
 @pytest.mark.parametrize("cls", [cr.LSTM, cr.GRU])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -226,3 +235,151 @@ def test_every_algo_of_the_layers_matches_the_reference(rng: np.random.Generator
         assert rel_err(cupy.asnumpy(gpu.grads[name]), grad) < 4 * tol, name
     assert gpu.algo_used in ("alternating", "graph", "persistent")
     assert isinstance(gpu.algo_reason, str) and gpu.algo_reason
+
+
+# Every step loop each cell function runs (the RNN has no persistent kernel).
+STEP_LOOP_CASES = [(cell, loop) for cell in ("lstm", "gru", "rnn") for loop in algo.STEP_LOOPS
+                   if (cell, loop) != ("rnn", "persistent")]
+CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+REFERENCE = {"lstm": ref_lstm, "gru": ref_gru, "rnn": ref_rnn}
+
+
+def cell_problem(rng: np.random.Generator, cell: str, T: int, B: int, I: int, H: int,
+                 with_lengths: bool) -> dict:
+    """Random float64 inputs of one layer-direction call, forward and backward."""
+    G = CELL_GATES[cell] * H
+    k = 1 / np.sqrt(H)
+    states = 2 if cell == "lstm" else 1
+    return {
+        "x": rng.standard_normal((T, B, I)),
+        "states": [rng.standard_normal((B, H)) * 0.5 for _ in range(states)],
+        "weights": [rng.uniform(-k, k, (G, I)), rng.uniform(-k, k, (G, H)),
+                    rng.uniform(-k, k, G), rng.uniform(-k, k, G)],
+        "lengths": random_lengths(rng, T, B) if with_lengths else None,
+        "dy": rng.standard_normal((T, B, H)),
+        "dstates": [rng.standard_normal((B, H)) for _ in range(states)],
+    }
+
+
+def storage(a: np.ndarray | None, dtype: str):
+    """``a`` on the device in storage ``dtype`` (bfloat16 in whichever form CuPy keeps it)."""
+    from cuda_rnn.cuda.testing import to_device as to_storage
+
+    return to_storage(a, dtype)[0]
+
+
+def exact(a: np.ndarray | None, dtype: str) -> np.ndarray | None:
+    """The float64 values of ``storage(a, dtype)``, for the reference."""
+    from cuda_rnn.cuda.testing import to_device as to_storage
+
+    return to_storage(a, dtype)[1]
+
+
+def host64(a) -> np.ndarray:
+    from cuda_rnn.cuda.testing import to_host64
+
+    return to_host64(a)
+
+
+def run_cell(cell: str, p: dict, dtype: str, loop: str, graphs) -> tuple[list, list]:
+    """(outputs, gradients) of the device functions on ``p`` rounded to ``dtype``."""
+    import cupy
+
+    from cuda_rnn.cuda import gru, lstm, rnn
+
+    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
+    fwd, bwd = getattr(module, f"{cell}_forward"), getattr(module, f"{cell}_backward")
+    lengths = None if p["lengths"] is None else cupy.asarray(p["lengths"], cupy.int32)
+    *outs, cache = fwd(storage(p["x"], dtype), *[storage(s, dtype) for s in p["states"]],
+                       *[storage(w, dtype) for w in p["weights"]], lengths,
+                       algo=loop, graphs=graphs)
+    grads = bwd(storage(p["dy"], dtype), *[storage(s, dtype) for s in p["dstates"]],
+                cache, algo=loop, graphs=graphs)
+    return outs, list(grads)
+
+
+def reference_cell(cell: str, p: dict, dtype: str) -> tuple[list, list]:
+    """(outputs, gradients) of the NumPy reference on the values the device sees."""
+    ref = REFERENCE[cell]
+    fwd, bwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
+    *outs, cache = fwd(exact(p["x"], dtype), *[exact(s, dtype) for s in p["states"]],
+                       *[exact(w, dtype) for w in p["weights"]], p["lengths"])
+    grads = bwd(exact(p["dy"], dtype), *[exact(s, dtype) for s in p["dstates"]], cache)
+    return outs, list(grads)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("cell, loop", STEP_LOOP_CASES)
+def test_cell_functions_match_the_reference_with_every_step_loop(
+        rng: np.random.Generator, cell: str, loop: str, dtype: str) -> None:
+    from cuda_rnn.cuda.graph import GraphCache
+    from cuda_rnn.cuda.workspace import poisoned
+
+    graphs = GraphCache()
+    T, B, I, H = 9, 5, 6, 100
+    tol = TOLERANCE[(dtype, dtype == "float32" and algo.tf32_allowed())]
+    earlier = []
+    with poisoned():
+        # Three calls of one shape: "graph" captures on the first and replays on the others.
+        for call in range(3):
+            p = cell_problem(rng, cell, T, B, I, H, with_lengths=call > 0)
+            outs, grads = run_cell(cell, p, dtype, loop, graphs)
+            want_outs, want_grads = reference_cell(cell, p, dtype)
+            for k, (got, want) in enumerate(zip(outs, want_outs)):
+                assert rel_err(host64(got), want) < tol, (call, "output", k)
+            for k, (got, want) in enumerate(zip(grads, want_grads)):
+                if want is None:
+                    assert got is None, (call, "gradient", k)
+                else:
+                    assert rel_err(host64(got), want) < 4 * tol, (call, "gradient", k)
+            earlier.append([(a, host64(a)) for a in (*outs, *grads) if a is not None])
+    for arrays in earlier:  # later calls left every earlier result as it was
+        for array, snapshot in arrays:
+            np.testing.assert_array_equal(host64(array), snapshot)
+    assert len(graphs) == (2 if loop == "graph" else 0)
+
+
+@gpu
+def test_graph_step_loops_are_kept_per_shape(rng: np.random.Generator) -> None:
+    from cuda_rnn.cuda.graph import GraphCache
+
+    graphs = GraphCache()
+    for T in (3, 4, 3):
+        p = cell_problem(rng, "lstm", T, 2, 3, 16, with_lengths=False)
+        outs, _ = run_cell("lstm", p, "float32", "graph", graphs)
+        want, _ = reference_cell("lstm", p, "float32")
+        assert rel_err(host64(outs[0]), want[0]) < TOLERANCE[("float32", True)]
+    assert len(graphs) == 4  # (forward, backward) x (T=3, T=4)
+
+
+@gpu
+def test_persistent_refuses_what_it_cannot_run(rng: np.random.Generator) -> None:
+    from cuda_rnn.cuda import lstm
+
+    p = cell_problem(rng, "lstm", 3, 2, 3, 8, with_lengths=False)
+    args = [storage(a, "float64") for a in (p["x"], *p["states"], *p["weights"])]
+    with pytest.raises(ValueError, match=r"algo: 'persistent' cannot run this forward call: "
+                                         r"no persistent kernel for dtype 'float64'"):
+        lstm.lstm_forward(*args, algo="persistent")
+
+
+@pytest.mark.parametrize("cell", sorted(CELL_GATES))
+def test_step_loop_keywords_are_checked_before_any_device_work(
+        rng: np.random.Generator, cell: str) -> None:
+    from cuda_rnn.cuda import gru, lstm, rnn
+
+    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
+    fwd = getattr(module, f"{cell}_forward")
+    p = cell_problem(rng, cell, 3, 2, 3, 4, with_lengths=False)
+    args = [p["x"], *p["states"], *p["weights"]]
+    with pytest.raises(ValueError, match=r"algo: expected one of \('alternating', 'graph', "
+                                         r"'persistent'\) \(resolve 'auto'.*got 'auto'"):
+        fwd(*args, algo="auto")
+    with pytest.raises(ValueError, match=r"graphs: expected a GraphCache for "
+                                         r"algo='graph', got None"):
+        fwd(*args, algo="graph")
+    if cell == "rnn":
+        with pytest.raises(ValueError, match=r"algo: 'persistent' runs only \('lstm', 'gru'\), "
+                                             r"not 'rnn'"):
+            fwd(*args, algo="persistent")

@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .persistent import H100, DeviceLimits, plan_persistent
+from .graph import GraphCache
+from .persistent import CELL_GATES, H100, DeviceLimits, plan_persistent
 
 ALGOS = ("alternating", "graph", "persistent", "auto")
+#: What the cell functions of cuda/{rnn,lstm,gru}.py run: "auto" is resolved before them.
+STEP_LOOPS = ("alternating", "graph", "persistent")
 #: Set to 1 to let float32 products run in one TF32 pass (about 1e-3 relative error, like
 #: cuDNN's default); unset or 0 keeps close-to-float accuracy (three TF32 passes).
 TF32_ENV = "CUDA_RNN_ALLOW_TF32"
@@ -47,6 +50,26 @@ def check_algo(algo: str) -> str:
     """
     if algo not in ALGOS:
         raise ValueError(f"algo: expected one of {ALGOS}, got {algo!r}")
+    return algo
+
+
+def check_step_loop(algo: str, graphs: GraphCache | None, cell: str) -> str:
+    """Return ``algo`` if a cell function can run it as given.
+
+    Raises
+    ------
+    ValueError
+        For a name outside :data:`STEP_LOOPS` (including "auto", which
+        :func:`choose_algo` resolves per shape), for "graph" without a :class:`GraphCache`,
+        or for "persistent" on a cell without a persistent kernel.
+    """
+    if algo not in STEP_LOOPS:
+        raise ValueError(f"algo: expected one of {STEP_LOOPS} (resolve 'auto' with "
+                         f"cuda_rnn.cuda.algo.choose_algo first), got {algo!r}")
+    if algo == "graph" and graphs is None:
+        raise ValueError("graphs: expected a GraphCache for algo='graph', got None")
+    if algo == "persistent" and cell not in CELL_GATES:
+        raise ValueError(f"algo: 'persistent' runs only {tuple(CELL_GATES)}, not {cell!r}")
     return algo
 
 

@@ -14,10 +14,24 @@ compiles kernels and creates library handles outside the capture), then captures
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 Buffers = dict[str, Any]
+W = TypeVar("W")
+
+
+def workspace_buffers(workspace: Any, **extra: Any) -> Buffers:
+    """The arrays of a workspace dataclass by field name, plus ``extra`` named arrays (views
+    such as ``h0=ws.h[0]`` let an input be copied straight into part of a buffer)."""
+    buffers = {f.name: getattr(workspace, f.name) for f in fields(workspace)}
+    buffers.update(extra)
+    return buffers
+
+
+def from_buffers(cls: type[W], buffers: Buffers) -> W:
+    """The workspace dataclass ``cls`` over the static buffers of its field names."""
+    return cls(**{f.name: buffers[f.name] for f in fields(cls)})
 
 
 @dataclass

@@ -6,6 +6,12 @@ then per step one GEMM h_{t-1} W_hh^T and one launch of ``gru_forward_pointwise`
 (reversed) one launch of ``gru_backward_pointwise`` and one GEMM dh += dHp_t W_hh; after the
 loop dW_ih from the input-side gradients dXp and dW_hh from the recurrent-side dHp. No
 allocation and no host synchronisation inside the step loops.
+
+The other step loops (``algo=``, see :mod:`cuda_rnn.cuda.algo`) replace only the loop, as in
+:mod:`cuda_rnn.cuda.lstm`: "graph" replays the captured loop from the caller's
+:class:`~cuda_rnn.cuda.graph.GraphCache` (inputs copied in, outputs copied out), and
+"persistent" runs ``gru_forward_persistent`` / ``gru_backward_persistent``
+(kernels_cu/gru_persistent.cuh) in one cooperative launch.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ import numpy as np
 
 from ..kernels import get_kernel
 from ..profiling import nvtx_range
+from . import persistent
+from .algo import check_step_loop, tf32_allowed
 from .blas import GemmPlan
 from .common import (
     Dims,
@@ -31,6 +39,7 @@ from .common import (
 )
 from .dtypes import acc_dtype, cast, storage_dtype, to_acc
 from .errors import device_errors
+from .graph import Buffers, GraphCache, from_buffers, workspace_buffers
 from .launch import BLOCK, launch, pointwise_grid
 from .workspace import empty
 
@@ -98,6 +107,40 @@ def run_forward_steps(ws: GRUForwardWorkspace, w_hh: Any, dims: Dims, name: str)
                                      ws.lengths, np.int32(t), b32, h32), what)
 
 
+def run_forward_persistent(ws: GRUForwardWorkspace, w_hh: Any,
+                           plan: persistent.PersistentPlan) -> None:
+    """Every forward step in one cooperative launch (``ws.hp`` is not used)."""
+    persistent.gru_forward_persistent(plan, ws.xp, w_hh, ws.bh, ws.lengths, ws.h, ws.gates,
+                                      ws.hn, ws.y, tf32_allowed())
+
+
+def run_forward_graph(graphs: GraphCache, xp: Any, bh: Any, h0: Any, w_hh: Any, lengths: Any,
+                      dims: Dims, name: str) -> GRUForwardWorkspace:
+    """The forward step loop replayed from ``graphs``; the returned workspace holds fresh
+    copies of the outputs (its ``hp`` is None: the scratch stays with the graph)."""
+    T, B, _, H, dtype = dims
+
+    def allocate() -> Buffers:
+        op = "gru_forward graph"
+        acc = acc_dtype(dtype)
+        ws = GRUForwardWorkspace.allocate(
+            empty((T, B, GATES * H), acc, f"{op} input projection Xp"),
+            empty((GATES * H,), acc, f"{op} b_hh"),
+            empty((B,), np.int32, f"{op} lengths"), dims)
+        return workspace_buffers(ws, w_hh=empty((GATES * H, H), storage_dtype(dtype),
+                                                f"{op} W_hh"),
+                                 h0=ws.h[0])
+
+    def body(buffers: Buffers) -> None:
+        run_forward_steps(from_buffers(GRUForwardWorkspace, buffers), buffers["w_hh"], dims,
+                          name)
+
+    out = graphs.run(("gru", "forward", T, B, H, dtype), allocate, body,
+                     {"xp": xp, "bh": bh, "lengths": lengths, "w_hh": w_hh, "h0": h0},
+                     ("h", "y", "gates", "hn"))
+    return GRUForwardWorkspace(xp=xp, hp=None, bh=bh, lengths=lengths, **out)
+
+
 def gru_forward(
     x: Any,
     h0: Any,
@@ -108,6 +151,8 @@ def gru_forward(
     lengths: Any = None,
     *,
     name: str = "cuda_rnn/gru/forward",
+    algo: str = "alternating",
+    graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, GRUCudaCache]:
     """Run one GRU layer-direction over a time-major sequence on the GPU.
 
@@ -118,6 +163,9 @@ def gru_forward(
     w_ih : (3H, I); w_hh : (3H, H); b_ih, b_hh : (3H,) or None (no bias).
     lengths : (B,) int32 CuPy array with values in [1, T], or None for full length.
     name : NVTX range around the call (per-step ranges ``{name}/t{t}`` when enabled).
+    algo : the step loop, "alternating", "graph" or "persistent" (resolve "auto" first with
+        :func:`cuda_rnn.cuda.algo.choose_algo`).
+    graphs : the caller's graph cache; required by "graph", unused otherwise.
 
     Returns
     -------
@@ -128,13 +176,17 @@ def gru_forward(
     Raises
     ------
     ValueError
-        For shapes or dtypes that do not fit together.
+        For shapes or dtypes that do not fit together, an unknown ``algo``, "graph" without
+        ``graphs``, or "persistent" for a shape or dtype it does not fit.
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
+    check_step_loop(algo, graphs, "gru")
     import cupy
 
     dims = check_inputs(x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, GATES)
+    plan = (persistent.require_plan("gru", "forward", dims.H, dims.B, dims.dtype)
+            if algo == "persistent" else None)
     op = dims.describe("gru_forward")
     with nvtx_range(name), device_errors(op):
         x, h0, w_ih, w_hh = contiguous(x, h0, w_ih, w_hh)
@@ -142,9 +194,16 @@ def gru_forward(
         xp = input_projection(x, w_ih, bias_ih, dims, GATES, "gru_forward")
         bh = (cupy.zeros((GATES * dims.H,), acc_dtype(dims.dtype)) if b_hh is None
               else to_acc(b_hh))
-        ws = GRUForwardWorkspace.allocate(xp, bh, step_lengths(lengths, dims), dims)
-        ws.h[0] = h0
-        run_forward_steps(ws, w_hh, dims, name)
+        lens = step_lengths(lengths, dims)
+        if algo == "graph":
+            ws = run_forward_graph(graphs, xp, bh, h0, w_hh, lens, dims, name)
+        else:
+            ws = GRUForwardWorkspace.allocate(xp, bh, lens, dims)
+            ws.h[0] = h0
+            if plan is not None:
+                run_forward_persistent(ws, w_hh, plan)
+            else:
+                run_forward_steps(ws, w_hh, dims, name)
         h_n = ws.h[dims.T].copy()
     cache = GRUCudaCache(x, ws.h, ws.gates, ws.hn, w_ih, w_hh, ws.lengths,
                          b_ih is not None, dims)
@@ -168,8 +227,50 @@ def run_backward_steps(cache: GRUCudaCache, dy: Any, dh: Any, dxp: Any, dhp: Any
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
 
 
+def run_backward_persistent(cache: GRUCudaCache, dy: Any, dh: Any, dxp: Any, dhp: Any,
+                            plan: persistent.PersistentPlan) -> None:
+    """Every backward step in one cooperative launch; dh is updated in place."""
+    persistent.gru_backward_persistent(plan, cache.w_hh, cache.lengths, cache.h, cache.gates,
+                                       cache.hn, dy, dh, dxp, dhp, tf32_allowed())
+
+
+def run_backward_graph(graphs: GraphCache, cache: GRUCudaCache, dy: Any, dh: Any,
+                       name: str) -> tuple[Any, Any, Any]:
+    """The backward step loop replayed from ``graphs``: fresh (dxp, dhp, dh_0)."""
+    T, B, _, H, dtype = cache.dims
+
+    def allocate() -> Buffers:
+        op = "gru_backward graph"
+        st = storage_dtype(dtype)
+        return {
+            "gates": empty((T, B, GATES * H), st, f"{op} saved gates"),
+            "hn": empty((T, B, H), st, f"{op} saved W_hn h + b_hn"),
+            "h": empty((T + 1, B, H), st, f"{op} hidden states h"),
+            "w_hh": empty((GATES * H, H), st, f"{op} W_hh"),
+            "lengths": empty((B,), np.int32, f"{op} lengths"),
+            "dy": empty((T, B, H), st, f"{op} dy"),
+            "dh": empty((B, H), acc_dtype(dtype), f"{op} dh"),
+            "dxp": empty((T, B, GATES * H), st, f"{op} input-side gradients dXp"),
+            "dhp": empty((T, B, GATES * H), st, f"{op} recurrent gradients dHp"),
+        }
+
+    def body(buffers: Buffers) -> None:
+        static = GRUCudaCache(x=None, h=buffers["h"], gates=buffers["gates"],
+                              hn=buffers["hn"], w_ih=None, w_hh=buffers["w_hh"],
+                              lengths=buffers["lengths"], has_bias=False, dims=cache.dims)
+        run_backward_steps(static, buffers["dy"], buffers["dh"], buffers["dxp"],
+                           buffers["dhp"], name)
+
+    inputs = {"gates": cache.gates, "hn": cache.hn, "h": cache.h, "w_hh": cache.w_hh,
+              "lengths": cache.lengths, "dy": dy, "dh": dh}
+    out = graphs.run(("gru", "backward", T, B, H, dtype), allocate, body, inputs,
+                     ("dxp", "dhp", "dh"))
+    return out["dxp"], out["dhp"], out["dh"]
+
+
 def gru_backward(
-    dy: Any, dh_n: Any, cache: GRUCudaCache, *, name: str = "cuda_rnn/gru/backward"
+    dy: Any, dh_n: Any, cache: GRUCudaCache, *, name: str = "cuda_rnn/gru/backward",
+    algo: str = "alternating", graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Backpropagate through time over the sequence of the matching :func:`gru_forward`.
 
@@ -177,26 +278,44 @@ def gru_backward(
     ----------
     dy : (T, B, H) gradient with respect to y, in the storage dtype.
     dh_n : (B, H) gradient with respect to the final state (None: zeros).
-    cache : from :func:`gru_forward`.
+    cache : from :func:`gru_forward` (whichever ``algo`` ran it).
     name : NVTX range around the call.
+    algo, graphs : the step loop and graph cache, as in :func:`gru_forward`.
 
     Returns
     -------
     dx : (T, B, I); dh0 : (B, H); dw_ih : (3H, I); dw_hh : (3H, H);
     db_ih, db_hh : (3H,), or None without bias. All fresh, in the storage dtype.
+
+    Raises
+    ------
+    ValueError
+        For a dy that does not match the forward, or an ``algo`` that cannot run (see
+        :func:`gru_forward`).
     """
+    check_step_loop(algo, graphs, "gru")
     dims = cache.dims
     T, B, _, H, dtype = dims
     if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
         raise ValueError(f"dy: expected shape {(T, B, H)} dtype {cache.x.dtype}, "
                          f"got {tuple(dy.shape)} {dy.dtype}")
+    plan = (persistent.require_plan("gru", "backward", H, B, dtype)
+            if algo == "persistent" else None)
     op = dims.describe("gru_backward")
     with nvtx_range(name), device_errors(op):
         (dy,) = contiguous(dy)
         dh = acc_state(dh_n, dims)
-        dxp = empty((T, B, GATES * H), cache.x.dtype, "gru_backward input-side gradients dXp")
-        dhp = empty((T, B, GATES * H), cache.x.dtype, "gru_backward recurrent gradients dHp")
-        run_backward_steps(cache, dy, dh, dxp, dhp, name)
+        if algo == "graph":
+            dxp, dhp, dh = run_backward_graph(graphs, cache, dy, dh, name)
+        else:
+            dxp = empty((T, B, GATES * H), cache.x.dtype,
+                        "gru_backward input-side gradients dXp")
+            dhp = empty((T, B, GATES * H), cache.x.dtype,
+                        "gru_backward recurrent gradients dHp")
+            if plan is not None:
+                run_backward_persistent(cache, dy, dh, dxp, dhp, plan)
+            else:
+                run_backward_steps(cache, dy, dh, dxp, dhp, name)
         dw_ih, dx = input_gradients(dxp, cache.x, cache.w_ih, dims, "gru_backward")
         dw_hh = recurrent_weight_gradient(dhp, cache.h[:T], dims, "gru_backward")
         db_ih = bias_gradient(dxp, dims, "gru_backward") if cache.has_bias else None

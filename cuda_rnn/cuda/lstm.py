@@ -6,6 +6,14 @@ b_hh); then per step one GEMM h_{t-1} W_hh^T into a preallocated buffer and one 
 of ``lstm_backward_pointwise`` and one GEMM dh += dG_t W_hh, then three GEMMs over all steps
 for dW_ih, dW_hh and dx. The step loops only launch work on buffers allocated before them:
 no allocation and no host synchronisation inside, so they can be captured into a CUDA graph.
+
+The other step loops (``algo=``, see :mod:`cuda_rnn.cuda.algo`) replace only the loop; the
+input projection before it and the weight GEMMs after it are the same:
+- "graph": the same loop captured once per (T, B, H, dtype) into a CUDA graph held by the
+  caller's :class:`~cuda_rnn.cuda.graph.GraphCache` and replayed on its static buffers;
+  inputs are copied in and outputs copied out, so results are fresh arrays.
+- "persistent": one cooperative launch of ``lstm_forward_persistent`` /
+  ``lstm_backward_persistent`` (kernels_cu/lstm_persistent.cuh) runs every step.
 """
 from __future__ import annotations
 
@@ -16,6 +24,8 @@ import numpy as np
 
 from ..kernels import get_kernel
 from ..profiling import nvtx_range
+from . import persistent
+from .algo import check_step_loop, tf32_allowed
 from .blas import GemmPlan
 from .common import (
     Dims,
@@ -32,6 +42,7 @@ from .common import (
 )
 from .dtypes import acc_dtype, cast, storage_dtype
 from .errors import device_errors
+from .graph import Buffers, GraphCache, from_buffers, workspace_buffers
 from .launch import BLOCK, launch, pointwise_grid
 from .workspace import empty
 
@@ -100,6 +111,38 @@ def run_forward_steps(ws: LSTMForwardWorkspace, w_hh: Any, dims: Dims, name: str
                                      ws.lengths, np.int32(t), b32, h32), what)
 
 
+def run_forward_persistent(ws: LSTMForwardWorkspace, w_hh: Any,
+                           plan: persistent.PersistentPlan) -> None:
+    """Every forward step in one cooperative launch (``ws.hp`` is not used)."""
+    persistent.lstm_forward_persistent(plan, ws.xp, w_hh, ws.lengths, ws.h, ws.c, ws.gates,
+                                       ws.tanh_c, ws.y, tf32_allowed())
+
+
+def run_forward_graph(graphs: GraphCache, xp: Any, h0: Any, c0: Any, w_hh: Any, lengths: Any,
+                      dims: Dims, name: str) -> LSTMForwardWorkspace:
+    """The forward step loop replayed from ``graphs``; the returned workspace holds fresh
+    copies of the outputs (its ``hp`` is None: the scratch stays with the graph)."""
+    T, B, _, H, dtype = dims
+
+    def allocate() -> Buffers:
+        op = "lstm_forward graph"
+        ws = LSTMForwardWorkspace.allocate(
+            empty((T, B, GATES * H), acc_dtype(dtype), f"{op} input projection Xp"),
+            empty((B,), np.int32, f"{op} lengths"), dims)
+        return workspace_buffers(ws, w_hh=empty((GATES * H, H), storage_dtype(dtype),
+                                                f"{op} W_hh"),
+                                 h0=ws.h[0], c0=ws.c[0])
+
+    def body(buffers: Buffers) -> None:
+        run_forward_steps(from_buffers(LSTMForwardWorkspace, buffers), buffers["w_hh"], dims,
+                          name)
+
+    out = graphs.run(("lstm", "forward", T, B, H, dtype), allocate, body,
+                     {"xp": xp, "lengths": lengths, "w_hh": w_hh, "h0": h0, "c0": c0},
+                     ("h", "c", "y", "gates", "tanh_c"))
+    return LSTMForwardWorkspace(xp=xp, hp=None, lengths=lengths, **out)
+
+
 def lstm_forward(
     x: Any,
     h0: Any,
@@ -111,6 +154,8 @@ def lstm_forward(
     lengths: Any = None,
     *,
     name: str = "cuda_rnn/lstm/forward",
+    algo: str = "alternating",
+    graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, Any, LSTMCudaCache]:
     """Run one LSTM layer-direction over a time-major sequence on the GPU.
 
@@ -121,6 +166,9 @@ def lstm_forward(
     w_ih : (4H, I); w_hh : (4H, H); b_ih, b_hh : (4H,) or None (no bias).
     lengths : (B,) int32 CuPy array with values in [1, T], or None for full length.
     name : NVTX range around the call (per-step ranges ``{name}/t{t}`` when enabled).
+    algo : the step loop, "alternating", "graph" or "persistent" (resolve "auto" first with
+        :func:`cuda_rnn.cuda.algo.choose_algo`).
+    graphs : the caller's graph cache; required by "graph", unused otherwise.
 
     Returns
     -------
@@ -131,19 +179,30 @@ def lstm_forward(
     Raises
     ------
     ValueError
-        For shapes or dtypes that do not fit together.
+        For shapes or dtypes that do not fit together, an unknown ``algo``, "graph" without
+        ``graphs``, or "persistent" for a shape or dtype it does not fit.
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
+    check_step_loop(algo, graphs, "lstm")
     dims = check_inputs(x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih, b_hh, GATES)
+    plan = (persistent.require_plan("lstm", "forward", dims.H, dims.B, dims.dtype)
+            if algo == "persistent" else None)
     op = dims.describe("lstm_forward")
     with nvtx_range(name), device_errors(op):
         x, h0, c0, w_ih, w_hh = contiguous(x, h0, c0, w_ih, w_hh)
         xp = input_projection(x, w_ih, summed_bias(b_ih, b_hh), dims, GATES, "lstm_forward")
-        ws = LSTMForwardWorkspace.allocate(xp, step_lengths(lengths, dims), dims)
-        ws.h[0] = h0
-        ws.c[0] = c0
-        run_forward_steps(ws, w_hh, dims, name)
+        lens = step_lengths(lengths, dims)
+        if algo == "graph":
+            ws = run_forward_graph(graphs, xp, h0, c0, w_hh, lens, dims, name)
+        else:
+            ws = LSTMForwardWorkspace.allocate(xp, lens, dims)
+            ws.h[0] = h0
+            ws.c[0] = c0
+            if plan is not None:
+                run_forward_persistent(ws, w_hh, plan)
+            else:
+                run_forward_steps(ws, w_hh, dims, name)
         h_n, c_n = ws.h[dims.T].copy(), ws.c[dims.T].copy()
     cache = LSTMCudaCache(x, ws.h, ws.c, ws.gates, ws.tanh_c, w_ih, w_hh, ws.lengths,
                           b_ih is not None, dims)
@@ -167,9 +226,52 @@ def run_backward_steps(cache: LSTMCudaCache, dy: Any, dh: Any, dc: Any, dgates: 
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
 
 
+def run_backward_persistent(cache: LSTMCudaCache, dy: Any, dh: Any, dc: Any, dgates: Any,
+                            plan: persistent.PersistentPlan) -> None:
+    """Every backward step in one cooperative launch; dh, dc are updated in place."""
+    persistent.lstm_backward_persistent(plan, cache.w_hh, cache.lengths, cache.gates, cache.c,
+                                        cache.tanh_c, dy, dh, dc, dgates, tf32_allowed())
+
+
+def run_backward_graph(graphs: GraphCache, cache: LSTMCudaCache, dy: Any, dh: Any, dc: Any,
+                       name: str) -> tuple[Any, Any, Any]:
+    """The backward step loop replayed from ``graphs``: fresh (dgates, dh_0, dc_0)."""
+    T, B, _, H, dtype = cache.dims
+
+    def allocate() -> Buffers:
+        op = "lstm_backward graph"
+        st, acc = storage_dtype(dtype), acc_dtype(dtype)
+        return {
+            "gates": empty((T, B, GATES * H), st, f"{op} saved gates"),
+            "c": empty((T + 1, B, H), st, f"{op} cell states c"),
+            "tanh_c": empty((T, B, H), st, f"{op} saved tanh(c)"),
+            "w_hh": empty((GATES * H, H), st, f"{op} W_hh"),
+            "lengths": empty((B,), np.int32, f"{op} lengths"),
+            "dy": empty((T, B, H), st, f"{op} dy"),
+            "dh": empty((B, H), acc, f"{op} dh"),
+            "dc": empty((B, H), acc, f"{op} dc"),
+            "dgates": empty((T, B, GATES * H), st, f"{op} gate gradients dG"),
+        }
+
+    def body(buffers: Buffers) -> None:
+        static = LSTMCudaCache(x=None, h=None, c=buffers["c"], gates=buffers["gates"],
+                               tanh_c=buffers["tanh_c"], w_ih=None, w_hh=buffers["w_hh"],
+                               lengths=buffers["lengths"], has_bias=False, dims=cache.dims)
+        run_backward_steps(static, buffers["dy"], buffers["dh"], buffers["dc"],
+                           buffers["dgates"], name)
+
+    inputs = {"gates": cache.gates, "c": cache.c, "tanh_c": cache.tanh_c, "w_hh": cache.w_hh,
+              "lengths": cache.lengths, "dy": dy, "dh": dh, "dc": dc}
+    out = graphs.run(("lstm", "backward", T, B, H, dtype), allocate, body, inputs,
+                     ("dgates", "dh", "dc"))
+    return out["dgates"], out["dh"], out["dc"]
+
+
 def lstm_backward(
     dy: Any, dh_n: Any, dc_n: Any, cache: LSTMCudaCache, *,
     name: str = "cuda_rnn/lstm/backward",
+    algo: str = "alternating",
+    graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
     """Backpropagate through time over the sequence of the matching :func:`lstm_forward`.
 
@@ -177,25 +279,41 @@ def lstm_backward(
     ----------
     dy : (T, B, H) gradient with respect to y, in the storage dtype.
     dh_n, dc_n : (B, H) gradients with respect to the final states (None: zeros).
-    cache : from :func:`lstm_forward`.
+    cache : from :func:`lstm_forward` (whichever ``algo`` ran it).
     name : NVTX range around the call.
+    algo, graphs : the step loop and graph cache, as in :func:`lstm_forward`.
 
     Returns
     -------
     dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (4H, I); dw_hh : (4H, H);
     db_ih, db_hh : (4H,) (equal), or None without bias. All fresh, in the storage dtype.
+
+    Raises
+    ------
+    ValueError
+        For a dy that does not match the forward, or an ``algo`` that cannot run (see
+        :func:`lstm_forward`).
     """
+    check_step_loop(algo, graphs, "lstm")
     dims = cache.dims
     T, B, _, H, dtype = dims
     if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
         raise ValueError(f"dy: expected shape {(T, B, H)} dtype {cache.x.dtype}, "
                          f"got {tuple(dy.shape)} {dy.dtype}")
+    plan = (persistent.require_plan("lstm", "backward", H, B, dtype)
+            if algo == "persistent" else None)
     op = dims.describe("lstm_backward")
     with nvtx_range(name), device_errors(op):
         (dy,) = contiguous(dy)
         dh, dc = acc_state(dh_n, dims), acc_state(dc_n, dims)
-        dgates = empty((T, B, GATES * H), cache.x.dtype, "lstm_backward gate gradients dG")
-        run_backward_steps(cache, dy, dh, dc, dgates, name)
+        if algo == "graph":
+            dgates, dh, dc = run_backward_graph(graphs, cache, dy, dh, dc, name)
+        else:
+            dgates = empty((T, B, GATES * H), cache.x.dtype, "lstm_backward gate gradients dG")
+            if plan is not None:
+                run_backward_persistent(cache, dy, dh, dc, dgates, plan)
+            else:
+                run_backward_steps(cache, dy, dh, dc, dgates, name)
         dw_ih, dx = input_gradients(dgates, cache.x, cache.w_ih, dims, "lstm_backward")
         dw_hh = recurrent_weight_gradient(dgates, cache.h[:T], dims, "lstm_backward")
         db_ih = bias_gradient(dgates, dims, "lstm_backward") if cache.has_bias else None

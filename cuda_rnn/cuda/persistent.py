@@ -50,12 +50,20 @@ H100 = DeviceLimits(sm_count=132, smem_per_block=227 * 1024, name="H100 SXM")
 
 
 def device_limits() -> DeviceLimits:
-    """Limits of the current CuPy device."""
+    """Limits of the current CuPy device (queried once per device: the layers and every
+    persistent launch ask, and cudaGetDeviceProperties can take milliseconds)."""
     import cupy
 
-    device = cupy.cuda.Device()
+    return _limits_of(cupy.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _limits_of(device_id: int) -> DeviceLimits:
+    import cupy
+
+    device = cupy.cuda.Device(device_id)
     attrs = device.attributes
-    name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+    name = cupy.cuda.runtime.getDeviceProperties(device_id)["name"]
     return DeviceLimits(
         sm_count=int(attrs["MultiProcessorCount"]),
         smem_per_block=int(attrs["MaxSharedMemoryPerBlockOptin"]),
@@ -201,6 +209,22 @@ def plan_persistent(
         red_offset=resident + stage, state_offset=resident + stage + red,
         smem_bytes=resident + stage + red + state,
     )
+
+
+def require_plan(cell: str, direction: str, hidden: int, batch: int,
+                 dtype: str) -> PersistentPlan:
+    """The plan of one persistent call on the current device.
+
+    Raises
+    ------
+    ValueError
+        When the shape does not fit (with the plan's reason); pick another algorithm with
+        :func:`cuda_rnn.cuda.algo.choose_algo`, which falls back by itself.
+    """
+    plan = plan_persistent(cell, direction, hidden, batch, dtype, device_limits())
+    if not plan.fits:
+        raise ValueError(f"algo: 'persistent' cannot run this {direction} call: {plan.reason}")
+    return plan
 
 
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)

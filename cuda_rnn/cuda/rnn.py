@@ -5,6 +5,10 @@ b_hh, then per step one GEMM h_{t-1} W_hh^T and one launch of ``rnn_forward_poin
 (kernels_cu/rnn.cu); backward per step (reversed) one launch of ``rnn_backward_pointwise`` and
 one GEMM dh += dA_t W_hh, then the weight-gradient GEMMs. No allocation and no host
 synchronisation inside the step loops.
+
+``algo="graph"`` replays the same loops from the caller's
+:class:`~cuda_rnn.cuda.graph.GraphCache` (inputs copied in, outputs copied out), as in
+:mod:`cuda_rnn.cuda.lstm`. There is no persistent kernel for the vanilla RNN.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import numpy as np
 
 from ..kernels import get_kernel
 from ..profiling import nvtx_range
+from .algo import check_step_loop
 from .blas import GemmPlan
 from .common import (
     Dims,
@@ -31,6 +36,7 @@ from .common import (
 )
 from .dtypes import acc_dtype, cast, storage_dtype
 from .errors import device_errors
+from .graph import Buffers, GraphCache, from_buffers, workspace_buffers
 from .launch import BLOCK, launch, pointwise_grid
 from .workspace import empty
 
@@ -96,6 +102,30 @@ def run_forward_steps(ws: RNNForwardWorkspace, w_hh: Any, dims: Dims, nonlineari
                                      np.int32(t), b32, h32, act), what)
 
 
+def run_forward_graph(graphs: GraphCache, xp: Any, h0: Any, w_hh: Any, lengths: Any,
+                      dims: Dims, nonlinearity: str, name: str) -> RNNForwardWorkspace:
+    """The forward step loop replayed from ``graphs``; the returned workspace holds fresh
+    copies of the outputs (its ``hp`` is None: the scratch stays with the graph)."""
+    T, B, _, H, dtype = dims
+
+    def allocate() -> Buffers:
+        op = "rnn_forward graph"
+        ws = RNNForwardWorkspace.allocate(
+            empty((T, B, H), acc_dtype(dtype), f"{op} input projection Xp"),
+            empty((B,), np.int32, f"{op} lengths"), dims)
+        return workspace_buffers(ws, w_hh=empty((H, H), storage_dtype(dtype), f"{op} W_hh"),
+                                 h0=ws.h[0])
+
+    def body(buffers: Buffers) -> None:
+        run_forward_steps(from_buffers(RNNForwardWorkspace, buffers), buffers["w_hh"], dims,
+                          nonlinearity, name)
+
+    out = graphs.run(("rnn", "forward", nonlinearity, T, B, H, dtype), allocate, body,
+                     {"xp": xp, "lengths": lengths, "w_hh": w_hh, "h0": h0},
+                     ("h", "y", "act"))
+    return RNNForwardWorkspace(xp=xp, hp=None, lengths=lengths, **out)
+
+
 def rnn_forward(
     x: Any,
     h0: Any,
@@ -107,6 +137,8 @@ def rnn_forward(
     nonlinearity: str = "tanh",
     *,
     name: str = "cuda_rnn/rnn/forward",
+    algo: str = "alternating",
+    graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, RNNCudaCache]:
     """Run one vanilla RNN layer-direction over a time-major sequence on the GPU.
 
@@ -118,6 +150,9 @@ def rnn_forward(
     lengths : (B,) int32 CuPy array with values in [1, T], or None for full length.
     nonlinearity : "tanh", "relu" or "sigmoid".
     name : NVTX range around the call (per-step ranges ``{name}/t{t}`` when enabled).
+    algo : the step loop, "alternating" or "graph" (resolve "auto" first with
+        :func:`cuda_rnn.cuda.algo.choose_algo`, which never picks "persistent" for the RNN).
+    graphs : the caller's graph cache; required by "graph", unused otherwise.
 
     Returns
     -------
@@ -128,7 +163,8 @@ def rnn_forward(
     Raises
     ------
     ValueError
-        For an unknown nonlinearity, or shapes or dtypes that do not fit together.
+        For an unknown nonlinearity, shapes or dtypes that do not fit together, an unknown
+        ``algo`` or "persistent", or "graph" without ``graphs``.
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
@@ -136,14 +172,19 @@ def rnn_forward(
         raise ValueError(
             f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {nonlinearity!r}"
         )
+    check_step_loop(algo, graphs, "rnn")
     dims = check_inputs(x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, 1)
     op = dims.describe("rnn_forward")
     with nvtx_range(name), device_errors(op):
         x, h0, w_ih, w_hh = contiguous(x, h0, w_ih, w_hh)
         xp = input_projection(x, w_ih, summed_bias(b_ih, b_hh), dims, 1, "rnn_forward")
-        ws = RNNForwardWorkspace.allocate(xp, step_lengths(lengths, dims), dims)
-        ws.h[0] = h0
-        run_forward_steps(ws, w_hh, dims, nonlinearity, name)
+        lens = step_lengths(lengths, dims)
+        if algo == "graph":
+            ws = run_forward_graph(graphs, xp, h0, w_hh, lens, dims, nonlinearity, name)
+        else:
+            ws = RNNForwardWorkspace.allocate(xp, lens, dims)
+            ws.h[0] = h0
+            run_forward_steps(ws, w_hh, dims, nonlinearity, name)
         h_n = ws.h[dims.T].copy()
     cache = RNNCudaCache(x, ws.h, ws.act, w_ih, w_hh, ws.lengths, b_ih is not None,
                          nonlinearity, dims)
@@ -167,8 +208,40 @@ def run_backward_steps(cache: RNNCudaCache, dy: Any, dh: Any, da: Any, name: str
         gemm(a_ptr + t * a_step, w_ptr, dh_ptr)
 
 
+def run_backward_graph(graphs: GraphCache, cache: RNNCudaCache, dy: Any, dh: Any,
+                       name: str) -> tuple[Any, Any]:
+    """The backward step loop replayed from ``graphs``: fresh (da, dh_0)."""
+    T, B, _, H, dtype = cache.dims
+
+    def allocate() -> Buffers:
+        op = "rnn_backward graph"
+        st = storage_dtype(dtype)
+        return {
+            "act": empty((T, B, H), st, f"{op} saved activations"),
+            "w_hh": empty((H, H), st, f"{op} W_hh"),
+            "lengths": empty((B,), np.int32, f"{op} lengths"),
+            "dy": empty((T, B, H), st, f"{op} dy"),
+            "dh": empty((B, H), acc_dtype(dtype), f"{op} dh"),
+            "da": empty((T, B, H), st, f"{op} pre-activation gradients dA"),
+        }
+
+    def body(buffers: Buffers) -> None:
+        static = RNNCudaCache(x=None, h=None, act=buffers["act"], w_ih=None,
+                              w_hh=buffers["w_hh"], lengths=buffers["lengths"],
+                              has_bias=False, nonlinearity=cache.nonlinearity,
+                              dims=cache.dims)
+        run_backward_steps(static, buffers["dy"], buffers["dh"], buffers["da"], name)
+
+    inputs = {"act": cache.act, "w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy,
+              "dh": dh}
+    out = graphs.run(("rnn", "backward", cache.nonlinearity, T, B, H, dtype), allocate, body,
+                     inputs, ("da", "dh"))
+    return out["da"], out["dh"]
+
+
 def rnn_backward(
-    dy: Any, dh_n: Any, cache: RNNCudaCache, *, name: str = "cuda_rnn/rnn/backward"
+    dy: Any, dh_n: Any, cache: RNNCudaCache, *, name: str = "cuda_rnn/rnn/backward",
+    algo: str = "alternating", graphs: GraphCache | None = None,
 ) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Backpropagate through time over the sequence of the matching :func:`rnn_forward`.
 
@@ -176,14 +249,22 @@ def rnn_backward(
     ----------
     dy : (T, B, H) gradient with respect to y, in the storage dtype.
     dh_n : (B, H) gradient with respect to the final state (None: zeros).
-    cache : from :func:`rnn_forward`.
+    cache : from :func:`rnn_forward` (whichever ``algo`` ran it).
     name : NVTX range around the call.
+    algo, graphs : the step loop and graph cache, as in :func:`rnn_forward`.
 
     Returns
     -------
     dx : (T, B, I); dh0 : (B, H); dw_ih : (H, I); dw_hh : (H, H);
     db_ih, db_hh : (H,) (equal), or None without bias. All fresh, in the storage dtype.
+
+    Raises
+    ------
+    ValueError
+        For a dy that does not match the forward, or an ``algo`` that cannot run (see
+        :func:`rnn_forward`).
     """
+    check_step_loop(algo, graphs, "rnn")
     dims = cache.dims
     T, B, _, H, dtype = dims
     if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
@@ -193,8 +274,11 @@ def rnn_backward(
     with nvtx_range(name), device_errors(op):
         (dy,) = contiguous(dy)
         dh = acc_state(dh_n, dims)
-        da = empty((T, B, H), cache.x.dtype, "rnn_backward pre-activation gradients dA")
-        run_backward_steps(cache, dy, dh, da, name)
+        if algo == "graph":
+            da, dh = run_backward_graph(graphs, cache, dy, dh, name)
+        else:
+            da = empty((T, B, H), cache.x.dtype, "rnn_backward pre-activation gradients dA")
+            run_backward_steps(cache, dy, dh, da, name)
         dw_ih, dx = input_gradients(da, cache.x, cache.w_ih, dims, "rnn_backward")
         dw_hh = recurrent_weight_gradient(da, cache.h[:T], dims, "rnn_backward")
         db_ih = bias_gradient(da, dims, "rnn_backward") if cache.has_bias else None
