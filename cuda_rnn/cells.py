@@ -86,10 +86,32 @@ class _Cell(Module):
         out = [a[0] if unbatched else a for a in arrays]
         return out[0] if len(out) == 1 else tuple(out)
 
-    def _pop(self) -> tuple[Any, bool, int]:
+    def _step(self, x: Any, state: Any) -> Any:
+        """Forward one step, keeping what backward needs in training mode."""
+        a, states, unbatched = self._prepare(x, state)
+        finals, cache = self._forward_impl(a, states)
+        if self.training:
+            self._stack.append((cache, unbatched, a.shape[1]))
+        return self._finish(finals, unbatched)
+
+    def _backward_step(self, grads: tuple[Any, ...]) -> tuple[Array, Any]:
+        """Backward through the newest saved step, with dL/d(new state) ``grads``."""
         if not self._stack:
             raise RuntimeError("backward: no forward step left to backpropagate through")
-        return self._stack.pop()
+        cache, unbatched, B = self._stack.pop()
+        g = [self._grad_in(v, unbatched, B, f"d{n}") for v, n in zip(grads, self._state_names)]
+        dy = self.xp.zeros((1,) + g[0].shape, dtype=g[0].dtype)
+        dx, dstate, wgrads = self._backward_impl(dy, g, cache)
+        self._accumulate(wgrads)
+        return (dx[0, 0] if unbatched else dx[0]), self._finish(dstate, unbatched)
+
+    def _forward_impl(self, a: Array, states: list[Array]) -> tuple[list[Array], Any]:
+        raise NotImplementedError
+
+    def _backward_impl(
+        self, dy: Array, grads: list[Array], cache: Any
+    ) -> tuple[Array, list[Array], tuple[Array, ...]]:
+        raise NotImplementedError
 
     def _accumulate(self, wgrads: tuple[Array, ...]) -> None:
         for name, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), wgrads):
@@ -112,22 +134,19 @@ class LSTMCell(_Cell):
     _state_names = ("h", "c")
 
     def __call__(self, x: Any, state: Any = None) -> tuple[Array, Array]:
-        a, (h, c), unbatched = self._prepare(x, state)
-        _, h1, c1, cache = self._impl.lstm_forward(a, h, c, *self._weights())
-        if self.training:
-            self._stack.append((cache, unbatched, a.shape[1]))
-        return self._finish([h1, c1], unbatched)
+        return self._step(x, state)
 
     def backward(self, dh: Any, dc: Any = None) -> tuple[Array, tuple[Array, Array]]:
         """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
-        cache, unbatched, B = self._pop()
-        dh_a = self._grad_in(dh, unbatched, B, "dh")
-        dc_a = self._grad_in(dc, unbatched, B, "dc")
-        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
-        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(dy, dh_a, dc_a, cache)
-        self._accumulate(tuple(wgrads))
-        dx = dx[0, 0] if unbatched else dx[0]
-        return dx, self._finish([dh0, dc0], unbatched)
+        return self._backward_step((dh, dc))
+
+    def _forward_impl(self, a, states):
+        _, h1, c1, cache = self._impl.lstm_forward(a, *states, *self._weights())
+        return [h1, c1], cache
+
+    def _backward_impl(self, dy, grads, cache):
+        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(dy, *grads, cache)
+        return dx, [dh0, dc0], tuple(wgrads)
 
 
 class GRUCell(_Cell):
@@ -137,21 +156,19 @@ class GRUCell(_Cell):
     _gates = 3
 
     def __call__(self, x: Any, state: Any = None) -> Array:
-        a, (h,), unbatched = self._prepare(x, state)
-        _, h1, cache = self._impl.gru_forward(a, h, *self._weights())
-        if self.training:
-            self._stack.append((cache, unbatched, a.shape[1]))
-        return self._finish([h1], unbatched)
+        return self._step(x, state)
 
     def backward(self, dh: Any) -> tuple[Array, Array]:
         """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
-        cache, unbatched, B = self._pop()
-        dh_a = self._grad_in(dh, unbatched, B, "dh")
-        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
-        dx, dh0, *wgrads = self._impl.gru_backward(dy, dh_a, cache)
-        self._accumulate(tuple(wgrads))
-        dx = dx[0, 0] if unbatched else dx[0]
-        return dx, self._finish([dh0], unbatched)
+        return self._backward_step((dh,))
+
+    def _forward_impl(self, a, states):
+        _, h1, cache = self._impl.gru_forward(a, states[0], *self._weights())
+        return [h1], cache
+
+    def _backward_impl(self, dy, grads, cache):
+        dx, dh0, *wgrads = self._impl.gru_backward(dy, grads[0], cache)
+        return dx, [dh0], tuple(wgrads)
 
 
 class RNNCell(_Cell):
@@ -175,20 +192,18 @@ class RNNCell(_Cell):
         super().__init__(input_size, hidden_size, bias, dtype, device, seed)
 
     def __call__(self, x: Any, state: Any = None) -> Array:
-        a, (h,), unbatched = self._prepare(x, state)
-        _, h1, cache = self._impl.rnn_forward(
-            a, h, *self._weights(), nonlinearity=self.nonlinearity
-        )
-        if self.training:
-            self._stack.append((cache, unbatched, a.shape[1]))
-        return self._finish([h1], unbatched)
+        return self._step(x, state)
 
     def backward(self, dh: Any) -> tuple[Array, Array]:
         """Gradients for the newest un-backpropagated step; accumulates into :attr:`grads`."""
-        cache, unbatched, B = self._pop()
-        dh_a = self._grad_in(dh, unbatched, B, "dh")
-        dy = self.xp.zeros((1,) + dh_a.shape, dtype=dh_a.dtype)
-        dx, dh0, *wgrads = self._impl.rnn_backward(dy, dh_a, cache)
-        self._accumulate(tuple(wgrads))
-        dx = dx[0, 0] if unbatched else dx[0]
-        return dx, self._finish([dh0], unbatched)
+        return self._backward_step((dh,))
+
+    def _forward_impl(self, a, states):
+        _, h1, cache = self._impl.rnn_forward(
+            a, states[0], *self._weights(), nonlinearity=self.nonlinearity
+        )
+        return [h1], cache
+
+    def _backward_impl(self, dy, grads, cache):
+        dx, dh0, *wgrads = self._impl.rnn_backward(dy, grads[0], cache)
+        return dx, [dh0], tuple(wgrads)
