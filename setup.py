@@ -32,6 +32,7 @@ setup(
             "nvidia-cuda-cccl>=13",
         ],
         "plot": ["matplotlib>=3.6"],
+        "digits": ["scikit-learn>=1.0"],
         "progress": ["tqdm>=4.60"],
     },
     entry_points={"console_scripts": ["cuda-rnn=cuda_rnn.cli:main"]},
