@@ -123,43 +123,30 @@ def lstm_backward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    i, f, g, o = (gates[:, :, k * H : (k + 1) * H] for k in range(4))
-    # The local derivative of each gate's pre-activation does not depend on the recursion, so
-    # it is computed for all steps at once; the loop below only carries dh and dc:
-    #   da_i = dc * g i (1 - i)    da_f = dc * c_{t-1} f (1 - f)    da_g = dc * i (1 - g^2)
-    #   da_o = dh * tanh(c_t) o (1 - o),   with dc += dh * o (1 - tanh(c_t)^2) first.
     dgates = np.empty_like(gates)
-    di, df, dg, do = (dgates[:, :, k * H : (k + 1) * H] for k in range(4))
-    np.multiply(i, 1 - i, out=di)
-    di *= g
-    np.multiply(f, 1 - f, out=df)
-    df *= c[:-1]
-    np.multiply(g, g, out=dg)
-    np.subtract(1, dg, out=dg)
-    dg *= i
-    np.multiply(o, 1 - o, out=do)
-    do *= tanh_c
-    dc_from_h = 1 - tanh_c * tanh_c
-    dc_from_h *= o
-    dcg = dgates.reshape(T, B, 4, H)[:, :, :3]  # the i, f, g blocks, all scaled by dc
     dh = dh_n.astype(dtype, copy=True)
     dc = dc_n.astype(dtype, copy=True)
-    dh_new = np.empty((B, H), dtype)
-    tmp = np.empty((B, H), dtype)
     for t in range(T - 1, -1, -1):
+        a = gates[t]
+        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
         m = step_mask(lengths, t, dtype)
-        np.add(dh, dy[t], out=dh_new)
+        dh_new = dh + dy[t]
+        dc_new = dc
         if m is not None:
             # Past a sequence's end the state was copied through: pass its gradient back as is.
             dh_new *= m
+            dc_new = dc * m
             dh_keep, dc_keep = dh * (1 - m), dc * (1 - m)
-            dc = dc * m
-        np.multiply(dh_new, dc_from_h[t], out=tmp)
-        dc_new = dc + tmp
-        dcg[t] *= dc_new[:, None, :]
-        do[t] *= dh_new
-        dc = np.multiply(dc_new, f[t], out=dc_new)
-        dh = dgates[t] @ w_hh
+        tc = tanh_c[t]
+        dc_new = dc_new + dh_new * o * (1 - tc * tc)
+        dgt = dgates[t]
+        di, df, dg, do = (dgt[:, k * H : (k + 1) * H] for k in range(4))
+        np.multiply(dc_new, g * i * (1 - i), out=di)
+        np.multiply(dc_new, c[t] * f * (1 - f), out=df)
+        np.multiply(dc_new, i * (1 - g * g), out=dg)
+        np.multiply(dh_new, tc * o * (1 - o), out=do)
+        dc = dc_new * f
+        dh = dgt @ w_hh
         if m is not None:
             dh += dh_keep
             dc += dc_keep
