@@ -11,7 +11,7 @@ from typing import Any
 
 from . import backend
 from .module import Array, Module
-from .validation import check_shape, choice, positive_int, shape_of
+from .validation import check_shape, choice, positive_int, shape_of, state_parts
 
 
 class _Cell(Module):
@@ -65,13 +65,7 @@ class _Cell(Module):
         unbatched = len(shape) == 1
         B = 1 if unbatched else shape[0]
         a = backend.asarray(x, self.dtype, self.device).reshape(1, B, self.input_size)
-        n = len(self._state_names)
-        if state is None:
-            state = (None,) * n
-        elif n == 1:
-            state = (state,)
-        elif not isinstance(state, (tuple, list)) or len(state) != n:
-            raise ValueError(f"state: expected a pair (h, c) or None, got {type(state).__name__}")
+        state = state_parts(state, self._state_names)
         expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         states = []
         for s, name in zip(state, self._state_names):

@@ -22,6 +22,7 @@ from .validation import (
     positive_int,
     probability,
     shape_of,
+    state_parts,
 )
 
 State = Any  # one array (RNN, GRU) or a pair (h, c) (LSTM)
@@ -165,17 +166,8 @@ class _Recurrent(Module):
 
     def _prepare_state(self, state: Any, batch: int, unbatched: bool) -> list[Array]:
         """Initial states as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None."""
-        n = len(self._state_names)
         LD, H = self.num_layers * self.num_directions, self.hidden_size
-        if state is None:
-            state = (None,) * n
-        elif n == 1:
-            state = (state,)
-        elif not isinstance(state, (tuple, list)) or len(state) != n:
-            raise ValueError(
-                f"state: expected a pair ({', '.join(self._state_names)}) or None, "
-                f"got {type(state).__name__}"
-            )
+        state = state_parts(state, self._state_names)
         out = []
         for s, name in zip(state, self._state_names):
             if s is None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from .layers import GRU, LSTM, RNN
-from .validation import check_shape, choice, positive_int, probability
+from .validation import check_shape, check_state_dict, choice, positive_int, probability
 
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
 State = Any  # h (RNN, GRU) or (h, c) (LSTM), each (num_layers, B, H)
@@ -274,13 +274,7 @@ class SequenceModel:
             For a missing, unexpected or misshapen array; nothing is changed then.
         """
         params = self.parameters()
-        missing = sorted(set(params) - set(state_dict))
-        extra = sorted(set(state_dict) - set(params))
-        if missing or extra:
-            raise ValueError(f"state_dict: expected keys {sorted(params)}, "
-                             f"missing {missing}, unexpected {extra}")
-        for name, p in params.items():
-            check_shape(state_dict[name], tuple(p.shape), f"state_dict[{name!r}]")
+        check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()})
         for name, p in params.items():
             p[...] = backend.asarray(state_dict[name], self.dtype, self.device)
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
-from .validation import check_shape
+from .validation import check_shape, check_state_dict
 
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
 
@@ -54,15 +54,7 @@ class Module:
             For a missing, unexpected or misshapen tensor; nothing is changed then.
         """
         expected = self._expected_shapes()
-        missing = sorted(set(expected) - set(state_dict))
-        extra = sorted(set(state_dict) - set(expected))
-        if missing or extra:
-            raise ValueError(
-                f"state_dict: expected keys {sorted(expected)}, "
-                f"missing {missing}, unexpected {extra}"
-            )
-        for name, shape in expected.items():
-            check_shape(state_dict[name], shape, f"state_dict[{name!r}]")
+        check_state_dict(state_dict, expected)
         for name in expected:
             self._params[name][...] = backend.asarray(state_dict[name], self.dtype, self.device)
 

@@ -32,6 +32,17 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: str | Path, title: str) -> Path:
+    """Title, legend and layout, then write the figure as PNG and free it."""
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_loss_curves(
     histories: dict[str, Any], path: str | Path, baseline: float | None = None,
     title: str = "",
@@ -64,13 +75,7 @@ def plot_loss_curves(
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)
 
 
 def plot_grad_norms(norms: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path | None:
@@ -99,10 +104,4 @@ def plot_grad_norms(norms: dict[str, np.ndarray], path: str | Path, title: str =
     ax.set_yscale("log")
     ax.set_xlabel("time step t (loss at the last step)")
     ax.set_ylabel("||dL/dh_t||")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)

@@ -45,6 +45,32 @@ def check_shape(a: Any, expected: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {given}")
 
 
+def check_state_dict(state_dict: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
+    """Raise unless ``state_dict`` has exactly the keys of ``expected``, each of its shape."""
+    missing = sorted(set(expected) - set(state_dict))
+    extra = sorted(set(state_dict) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"state_dict: expected keys {sorted(expected)}, missing {missing}, unexpected {extra}"
+        )
+    for name, shape in expected.items():
+        check_shape(state_dict[name], shape, f"state_dict[{name!r}]")
+
+
+def state_parts(state: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """A recurrent state as one entry per name: None -> all None, one array for one name,
+    a pair (h, c) for two."""
+    if state is None:
+        return (None,) * len(names)
+    if len(names) == 1:
+        return (state,)
+    if not isinstance(state, (tuple, list)) or len(state) != len(names):
+        raise ValueError(
+            f"state: expected a pair ({', '.join(names)}) or None, got {type(state).__name__}"
+        )
+    return tuple(state)
+
+
 def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray:
     """Validate per-sequence lengths: shape (batch,), integers in [1, steps]; returns int64."""
     from .backend import to_numpy
