@@ -19,12 +19,14 @@ setup(
     package_data={"cuda_rnn.kernels_cu": ["*.cu", "*.cuh"]},
     install_requires=["numpy>=1.24", "nvtx>=0.2"],
     extras_require={
-        "cuda12": ["cupy-cuda12x>=13"],
-        "cuda13": ["cupy-cuda13x>=14", "ml-dtypes>=0.5"],
+        # CuPy 14 loads cuBLAS and NVRTC from the CUDA Toolkit wheels of its [ctk] extra, and
+        # keeps bfloat16 as ml_dtypes.bfloat16 (which DLPack exchange with torch needs).
+        "cuda12": ["cupy-cuda12x[ctk]>=14", "ml-dtypes>=0.5"],
+        "cuda13": ["cupy-cuda13x[ctk]>=14", "ml-dtypes>=0.5"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",
-            "torch>=2.1",
+            "torch>=2.4",
             # NVRTC and the CUDA headers, to compile every kernel on a machine with no GPU
             "cuda-bindings>=13",
             "nvidia-cuda-nvrtc>=13",

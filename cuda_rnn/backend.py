@@ -129,3 +129,35 @@ def asarray(a: Any, dtype: str, device: str) -> Any:
         return cast(a, dtype)
     a = to_numpy(a)
     return a if a.dtype == dtype else a.astype(dtype)
+
+
+def _widened(dtype: str, device: str) -> bool:
+    # bfloat16 on the GPU may be stored as raw uint16 bits (CuPy < 14), and CuPy's own
+    # bfloat16 arithmetic is not relied on: such sums and products run in float32.
+    return device == "cuda" and dtype == "bfloat16"
+
+
+def add(a: Any, b: Any, dtype: str, device: str) -> Any:
+    """``a + b`` of two storage arrays, rounded once to ``dtype``."""
+    if _widened(dtype, device):
+        from cuda_rnn.cuda.dtypes import cast, to_float32
+
+        return cast(to_float32(a) + to_float32(b), dtype)
+    return a + b
+
+
+def multiply(a: Any, b: Any, dtype: str, device: str) -> Any:
+    """``a * b`` of two storage arrays, rounded once to ``dtype``."""
+    if _widened(dtype, device):
+        from cuda_rnn.cuda.dtypes import cast, to_float32
+
+        return cast(to_float32(a) * to_float32(b), dtype)
+    return a * b
+
+
+def add_into(target: Any, value: Any, dtype: str, device: str) -> None:
+    """``target += value`` in place (a gradient accumulator keeps its identity)."""
+    if _widened(dtype, device):
+        target[...] = add(target, value, dtype, device)
+    else:
+        target += value

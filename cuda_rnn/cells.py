@@ -110,7 +110,7 @@ class _Cell(Module):
     def _accumulate(self, wgrads: tuple[Array, ...]) -> None:
         for name, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), wgrads):
             if g is not None:
-                self.grads[name] += g
+                backend.add_into(self.grads[name], g, self.dtype, self.device)
 
     def _grad_in(self, g: Any, unbatched: bool, B: int, name: str) -> Array:
         expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)

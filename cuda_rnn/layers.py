@@ -253,7 +253,7 @@ class _Recurrent(Module):
                 mask = None
                 if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                     mask = self._dropout_mask((T, B, D * H))
-                    out = out * mask
+                    out = backend.multiply(out, mask, self.dtype, self.device)
                 layers_saved.append((caches, mask))
                 inp = out
         self._saved = {
@@ -306,7 +306,7 @@ class _Recurrent(Module):
             for layer in range(self.num_layers - 1, -1, -1):
                 caches, mask = saved["layers"][layer]
                 if mask is not None:
-                    g = g * mask
+                    g = backend.multiply(g, mask, self.dtype, self.device)
                 dx_total = None
                 for d in range(D):
                     idx = layer * D + d
@@ -323,8 +323,9 @@ class _Recurrent(Module):
                         dstate0[k][idx] = s
                     for pname, pgrad in zip(self._names(layer, d), wgrads):
                         if pgrad is not None:
-                            self.grads[pname] += pgrad
-                    dx_total = dx if dx_total is None else dx_total + dx
+                            backend.add_into(self.grads[pname], pgrad, self.dtype, self.device)
+                    dx_total = (dx if dx_total is None
+                                else backend.add(dx_total, dx, self.dtype, self.device))
                 g = dx_total
         if unbatched:
             return g[:, 0, :], self._pack_state([s[:, 0, :] for s in dstate0])

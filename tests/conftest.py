@@ -1,15 +1,49 @@
-"""Shared test set-up: GPU tests (marked `gpu`) run only where CuPy sees a GPU."""
+"""Shared test set-up.
+
+GPU tests (marked `gpu`) run only where CuPy sees a GPU, or on the CPU device simulator with
+``pytest --cuda-sim -m gpu`` (tests/cudasim: the real kernels compiled by the host C++
+compiler, CuPy and cuBLAS modelled in NumPy). Under the simulator only `gpu` tests are
+collected, and those also marked `hardware` (cooperative launches, tensor cores, torch CUDA
+tensors) are skipped: they need the real GPU.
+"""
 from __future__ import annotations
 
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cuda_rnn.backend import cuda_available
+SIMULATOR = Path(__file__).resolve().parent / "cudasim"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cuda-sim", action="store_true",
+                     help="run the gpu tests on the CPU device simulator in tests/cudasim")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--cuda-sim"):
+        if "cupy" in sys.modules:
+            raise pytest.UsageError("--cuda-sim: CuPy was imported before the simulator could "
+                                    "take its place")
+        sys.path.insert(0, str(SIMULATOR))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from cuda_rnn.backend import cuda_available
+
+    if config.getoption("--cuda-sim"):
+        deselected = [item for item in items if "gpu" not in item.keywords]
+        items[:] = [item for item in items if "gpu" in item.keywords]
+        config.hook.pytest_deselected(items=deselected)
+        skip = pytest.mark.skip(reason="needs the real GPU: the CPU simulator runs no "
+                                       "cooperative, tensor-core or torch CUDA work")
+        for item in items:
+            if "hardware" in item.keywords:
+                item.add_marker(skip)
+        return
     if cuda_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU and CuPy (pip install 'cuda_rnn[cuda13]')")

@@ -20,6 +20,7 @@ from cuda_rnn.reference.lstm import (
 )
 
 gpu = pytest.mark.gpu
+hardware = pytest.mark.hardware
 
 # (T, B, H): odd sizes, B=1, T=1, H not a multiple of 32, and one bench-like shape.
 SHAPES = [(1, 1, 8), (7, 3, 37), (13, 5, 100), (5, 16, 768), (9, 64, 130), (4, 2, 513)]
@@ -34,18 +35,17 @@ def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def to_device(a: np.ndarray, dtype: str):
-    import cupy
+    """``a`` on the device in storage ``dtype`` (bfloat16 in whichever form CuPy keeps it)."""
+    from cuda_rnn.cuda.testing import to_device as to_storage
 
-    if dtype == "bfloat16":
-        import ml_dtypes  # shipped with CuPy's bf16 support
-
-        return cupy.asarray(a.astype(ml_dtypes.bfloat16))
-    return cupy.asarray(a.astype(dtype))
+    return to_storage(a, dtype)[0]
 
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     """``a`` as the device stores it, back in float64 (for a reference on the same inputs)."""
-    return np.asarray(to_device(a, dtype).get(), np.float64)
+    from cuda_rnn.cuda.testing import to_device as to_storage
+
+    return to_storage(a, dtype)[1]
 
 
 def poisoned_like(shape: tuple[int, ...], dtype) -> object:
@@ -63,6 +63,7 @@ def random_lengths(rng: np.random.Generator, T: int, B: int) -> np.ndarray:
 
 
 @gpu
+@hardware
 @pytest.mark.parametrize("dtype, allow_tf32", list(TOLERANCE))
 @pytest.mark.parametrize("T, B, H", SHAPES)
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -122,6 +123,7 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
 
 
 @gpu
+@hardware
 @pytest.mark.parametrize("dtype, allow_tf32", list(TOLERANCE))
 @pytest.mark.parametrize("T, B, H", SHAPES)
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -206,39 +208,39 @@ def test_graph_cache_replays_with_fresh_inputs_and_outputs(rng: np.random.Genera
 
 
 @gpu
-@pytest.mark.parametrize("algo_name", algo.ALGOS)
+@pytest.mark.parametrize("algo_name", [
+    pytest.param(a, marks=hardware) if a in ("persistent", "auto") else a for a in algo.ALGOS])
 @pytest.mark.parametrize("cls", [cr.LSTM, cr.GRU])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_every_algo_of_the_layers_matches_the_reference(rng: np.random.Generator,
                                                         algo_name: str, cls: type,
                                                         dtype: str) -> None:
-    import cupy
-
     T, B, I, H = 11, 5, 7, 96
     seed = int(rng.integers(1 << 30))
     gpu = cls(I, H, num_layers=2, bidirectional=True, dtype=dtype, device="cuda", seed=seed,
               algo=algo_name)
     cpu = cls(I, H, num_layers=2, bidirectional=True, dtype="float64", device="cpu", seed=seed)
-    cpu.load_state_dict({k: np.asarray(cupy.asnumpy(v), np.float64)
-                         for k, v in gpu.state_dict().items()})
+    cpu.load_state_dict({k: host64(v) for k, v in gpu.state_dict().items()})
     x = rng.standard_normal((T, B, I))
     lengths = random_lengths(rng, T, B)
     y_gpu, _ = gpu(to_device(x, dtype), None, lengths=lengths)
     y_cpu, _ = cpu(rounded(x, dtype), None, lengths=lengths)
     tol = 5e-2 if dtype == "bfloat16" else (5e-3 if algo.tf32_allowed() else 1e-4)
-    assert rel_err(cupy.asnumpy(y_gpu), y_cpu) < tol
+    assert rel_err(host64(y_gpu), y_cpu) < tol
     dy = rng.standard_normal((T, B, 2 * H))
     dx_gpu, _ = gpu.backward(to_device(dy, dtype), None)
     dx_cpu, _ = cpu.backward(rounded(dy, dtype), None)
-    assert rel_err(cupy.asnumpy(dx_gpu), dx_cpu) < 4 * tol
+    assert rel_err(host64(dx_gpu), dx_cpu) < 4 * tol
     for name, grad in cpu.grads.items():
-        assert rel_err(cupy.asnumpy(gpu.grads[name]), grad) < 4 * tol, name
+        assert rel_err(host64(gpu.grads[name]), grad) < 4 * tol, name
     assert gpu.algo_used in ("alternating", "graph", "persistent")
     assert isinstance(gpu.algo_reason, str) and gpu.algo_reason
 
 
 # Every step loop each cell function runs (the RNN has no persistent kernel).
-STEP_LOOP_CASES = [(cell, loop) for cell in ("lstm", "gru", "rnn") for loop in algo.STEP_LOOPS
+STEP_LOOP_CASES = [pytest.param(cell, loop, marks=hardware) if loop == "persistent"
+                   else (cell, loop)
+                   for cell in ("lstm", "gru", "rnn") for loop in algo.STEP_LOOPS
                    if (cell, loop) != ("rnn", "persistent")]
 CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 REFERENCE = {"lstm": ref_lstm, "gru": ref_gru, "rnn": ref_rnn}
@@ -261,20 +263,6 @@ def cell_problem(rng: np.random.Generator, cell: str, T: int, B: int, I: int, H:
     }
 
 
-def storage(a: np.ndarray | None, dtype: str):
-    """``a`` on the device in storage ``dtype`` (bfloat16 in whichever form CuPy keeps it)."""
-    from cuda_rnn.cuda.testing import to_device as to_storage
-
-    return to_storage(a, dtype)[0]
-
-
-def exact(a: np.ndarray | None, dtype: str) -> np.ndarray | None:
-    """The float64 values of ``storage(a, dtype)``, for the reference."""
-    from cuda_rnn.cuda.testing import to_device as to_storage
-
-    return to_storage(a, dtype)[1]
-
-
 def host64(a) -> np.ndarray:
     from cuda_rnn.cuda.testing import to_host64
 
@@ -290,10 +278,10 @@ def run_cell(cell: str, p: dict, dtype: str, loop: str, graphs) -> tuple[list, l
     module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
     fwd, bwd = getattr(module, f"{cell}_forward"), getattr(module, f"{cell}_backward")
     lengths = None if p["lengths"] is None else cupy.asarray(p["lengths"], cupy.int32)
-    *outs, cache = fwd(storage(p["x"], dtype), *[storage(s, dtype) for s in p["states"]],
-                       *[storage(w, dtype) for w in p["weights"]], lengths,
+    *outs, cache = fwd(to_device(p["x"], dtype), *[to_device(s, dtype) for s in p["states"]],
+                       *[to_device(w, dtype) for w in p["weights"]], lengths,
                        algo=loop, graphs=graphs)
-    grads = bwd(storage(p["dy"], dtype), *[storage(s, dtype) for s in p["dstates"]],
+    grads = bwd(to_device(p["dy"], dtype), *[to_device(s, dtype) for s in p["dstates"]],
                 cache, algo=loop, graphs=graphs)
     return outs, list(grads)
 
@@ -302,9 +290,9 @@ def reference_cell(cell: str, p: dict, dtype: str) -> tuple[list, list]:
     """(outputs, gradients) of the NumPy reference on the values the device sees."""
     ref = REFERENCE[cell]
     fwd, bwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
-    *outs, cache = fwd(exact(p["x"], dtype), *[exact(s, dtype) for s in p["states"]],
-                       *[exact(w, dtype) for w in p["weights"]], p["lengths"])
-    grads = bwd(exact(p["dy"], dtype), *[exact(s, dtype) for s in p["dstates"]], cache)
+    *outs, cache = fwd(rounded(p["x"], dtype), *[rounded(s, dtype) for s in p["states"]],
+                       *[rounded(w, dtype) for w in p["weights"]], p["lengths"])
+    grads = bwd(rounded(p["dy"], dtype), *[rounded(s, dtype) for s in p["dstates"]], cache)
     return outs, list(grads)
 
 
@@ -358,7 +346,7 @@ def test_persistent_refuses_what_it_cannot_run(rng: np.random.Generator) -> None
     from cuda_rnn.cuda import lstm
 
     p = cell_problem(rng, "lstm", 3, 2, 3, 8, with_lengths=False)
-    args = [storage(a, "float64") for a in (p["x"], *p["states"], *p["weights"])]
+    args = [to_device(a, "float64") for a in (p["x"], *p["states"], *p["weights"])]
     with pytest.raises(ValueError, match=r"algo: 'persistent' cannot run this forward call: "
                                          r"no persistent kernel for dtype 'float64'"):
         lstm.lstm_forward(*args, algo="persistent")

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from cuda_rnn import torch as crt  # noqa: E402
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.hardware]
 
 PAIRS = {"lstm": (torch.nn.LSTM, crt.LSTM), "gru": (torch.nn.GRU, crt.GRU),
          "rnn": (torch.nn.RNN, crt.RNN)}

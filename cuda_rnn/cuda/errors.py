@@ -29,6 +29,9 @@ def device_errors(what: str) -> Iterator[None]:
 
     try:
         yield
+    except DeviceMemoryError as exc:
+        # workspace.empty already named the buffer; add the call and its shapes.
+        raise DeviceMemoryError(f"{exc}, in {what}") from exc
     except cupy.cuda.memory.OutOfMemoryError as exc:
         raise DeviceMemoryError(f"out of GPU memory in {what}: {exc}") from exc
     except (
