@@ -7,6 +7,7 @@ tensors as CuPy arrays through DLPack; both directions share memory, never copy.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,9 +114,21 @@ def cuda_scope(device: Any) -> Iterator[None]:
     import torch
 
     index = device.index if device.index is not None else torch.cuda.current_device()
-    stream = torch.cuda.current_stream(index)
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
+    with cupy.cuda.Device(index), _cupy_stream(torch.cuda.current_stream(index), index):
         yield
+
+
+def _cupy_stream(stream: Any, index: int) -> Any:
+    """CuPy's view of a torch CUDA stream (no new stream is created)."""
+    import cupy
+
+    # CuPy 14 deprecates ExternalStream in favour of Stream.from_external, which takes any
+    # object with __cuda_stream__ (torch streams have it in recent releases).
+    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
+        return cupy.cuda.Stream.from_external(stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(stream.cuda_stream, index)
 
 
 def from_torch(module: Any, device: str | None = None) -> Layer:

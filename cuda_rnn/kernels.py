@@ -142,6 +142,11 @@ def get_module(filename: str, options: tuple[str, ...] = COMPILE_OPTIONS) -> Any
         raise KernelCompileError(
             f"NVRTC could not compile kernels_cu/{filename} with options {options}:\n{exc}"
         ) from exc
+    except RuntimeError as exc:  # CuPy found no CUDA headers or toolkit to compile with
+        raise KernelCompileError(
+            f"could not compile kernels_cu/{filename}: {exc} (CuPy 14 needs "
+            f"'cupy-cuda13x[ctk]' or a CUDA Toolkit)"
+        ) from exc
     return module
 
 

@@ -187,9 +187,12 @@ class _KernelRecurrent:
         is_lstm = self._layer_cls is _layers.LSTM
         h0, c0 = (hx if hx is not None else (None, None)) if is_lstm else (hx, None)
         x, h0, c0 = (None if t is None else t.to(dtype) for t in (x, h0, c0))
-        template = self._kernel_layer(
-            x.device, dtype, dict(zip(self._flat_weights_names, (_array(w) for w in weights)))
-        )
+        # Inside torch's device and stream, so the DLPack exchange of the weights needs no
+        # cross-stream synchronisation and lands on the tensors' own GPU.
+        with interop.cuda_scope(x.device):
+            template = self._kernel_layer(
+                x.device, dtype,
+                dict(zip(self._flat_weights_names, (_array(w) for w in weights))))
         use_dropout = self.training and self.dropout > 0 and self.num_layers > 1
         seed = int(torch.randint(2**62, (1,)).item()) if use_dropout else None
         call = _Call(template, tuple(self._flat_weights_names), lengths, self.training, seed)

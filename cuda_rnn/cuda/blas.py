@@ -63,7 +63,7 @@ def cublas_library() -> ctypes.CDLL:
     RuntimeError
         When no cuBLAS can be found (CuPy 14 needs ``cupy-cuda13x[ctk]`` or a CUDA Toolkit).
     """
-    import cupy_backends.cuda.libs.cublas  # noqa: F401  (makes CuPy load its libcublas)
+    import cupy_backends.cuda.libs.cublas  # noqa: F401  (importing it makes CuPy load libcublas)
 
     path = _loaded_cublas_path() or ctypes.util.find_library("cublas")
     if path is None:

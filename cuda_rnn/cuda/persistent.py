@@ -271,10 +271,10 @@ def kernel_names(cell: str) -> tuple[str, ...]:
     )
 
 
-#: What CuPy itself adds to a RawModule built with enable_cooperative_groups=True (relocatable
-#: device code, linked against cudadevrt) and to every NVRTC compile (-ftz=true); the CPU
-#: compile test passes these too, so it compiles what the GPU will.
-COOPERATIVE_EXTRA_OPTIONS: tuple[str, ...] = ("--device-c", "-ftz=true")
+#: What CuPy itself adds to every NVRTC compile (-ftz=true); the CPU compile test passes it
+#: too, so it compiles what the GPU will. CuPy 14 no longer compiles cooperative modules as
+#: relocatable device code (CuPy 13 added --device-c and linked cudadevrt).
+COOPERATIVE_EXTRA_OPTIONS: tuple[str, ...] = ("-ftz=true",)
 
 
 @functools.lru_cache(maxsize=None)
@@ -294,11 +294,16 @@ def _module(cell: str) -> Any:
             f"NVRTC could not compile kernels_cu/{cell}_persistent.cuh with options "
             f"{kernels.COMPILE_OPTIONS} (cooperative):\n{exc}"
         ) from exc
+    except RuntimeError as exc:  # no CUDA headers or toolkit (or no cudadevrt on CuPy 13)
+        raise kernels.KernelCompileError(
+            f"could not compile kernels_cu/{cell}_persistent.cuh (cooperative): {exc}"
+        ) from exc
     return module
 
 
+@functools.lru_cache(maxsize=None)
 def get_kernel(cell: str, direction: str, dtype: str) -> Any:
-    """The cooperative RawKernel ``<cell>_<direction>_persistent<T>``."""
+    """The cooperative RawKernel ``<cell>_<direction>_persistent<T>`` (looked up once)."""
     name = kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
     return _module(cell).get_function(name)
 

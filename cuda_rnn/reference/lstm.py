@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, sigmoid, step_mask, weight_gradients
+from .common import add_bias, input_projection, step_mask, weight_gradients
 
 
 class LSTMCache(NamedTuple):
