@@ -4,7 +4,8 @@ GPU tests (marked `gpu`) run only where CuPy sees a GPU, or on the CPU device si
 ``pytest --cuda-sim -m gpu`` (tests/cudasim: the real kernels compiled by the host C++
 compiler, CuPy and cuBLAS modelled in NumPy). Under the simulator only `gpu` tests are
 collected, and those also marked `hardware` (cooperative launches, tensor cores, torch CUDA
-tensors) are skipped: they need the real GPU.
+tensors) are skipped: they need the real GPU. Tests marked `simulator` check the simulator
+itself and run only under --cuda-sim.
 """
 from __future__ import annotations
 
@@ -44,12 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if "hardware" in item.keywords:
                 item.add_marker(skip)
         return
-    if cuda_available():
-        return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU and CuPy (pip install 'cuda_rnn[cuda13]')")
+    skip_sim = pytest.mark.skip(reason="checks of the CPU simulator itself: run with --cuda-sim")
+    skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU and CuPy "
+                                       "(pip install 'cuda_rnn[cuda13]')")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "simulator" in item.keywords:
+            item.add_marker(skip_sim)
+        elif "gpu" in item.keywords and not cuda_available():
+            item.add_marker(skip_gpu)
 
 
 @pytest.fixture

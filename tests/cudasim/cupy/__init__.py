@@ -221,7 +221,9 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 - CuPy's name
         self[...] = arr
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_a":
+        # No protocol attribute (__array_interface__, __array_struct__, __dlpack__, ...) may
+        # reach the host array: NumPy would read device memory through it, which CuPy forbids.
+        if name == "_a" or name.startswith("__"):
             raise AttributeError(name)
         target = getattr(self._a, name)
         if not callable(target):

@@ -162,8 +162,7 @@ class RawKernel:
         code, ctype = _SCALARS[kind]
         return code, ctype(arg)
 
-    def __call__(self, grid: Any, block: Any, args: tuple, *, shared_mem: int = 0,
-                 stream: Any = None) -> None:
+    def __call__(self, grid: Any, block: Any, args: tuple, *, shared_mem: int = 0) -> None:
         grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
         threads = block3[0] * block3[1] * block3[2]
         if min(grid3 + block3) < 1 or threads > 1024 or grid3[1] > 65535 or grid3[2] > 65535:
