@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 import os
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -137,22 +139,22 @@ def _widened(dtype: str, device: str) -> bool:
     return device == "cuda" and dtype == "bfloat16"
 
 
-def add(a: Any, b: Any, dtype: str, device: str) -> Any:
-    """``a + b`` of two storage arrays, rounded once to ``dtype``."""
+def _storage_op(op: Callable[[Any, Any], Any], a: Any, b: Any, dtype: str, device: str) -> Any:
     if _widened(dtype, device):
         from cuda_rnn.cuda.dtypes import cast, to_float32
 
-        return cast(to_float32(a) + to_float32(b), dtype)
-    return a + b
+        return cast(op(to_float32(a), to_float32(b)), dtype)
+    return op(a, b)
+
+
+def add(a: Any, b: Any, dtype: str, device: str) -> Any:
+    """``a + b`` of two storage arrays, rounded once to ``dtype``."""
+    return _storage_op(operator.add, a, b, dtype, device)
 
 
 def multiply(a: Any, b: Any, dtype: str, device: str) -> Any:
     """``a * b`` of two storage arrays, rounded once to ``dtype``."""
-    if _widened(dtype, device):
-        from cuda_rnn.cuda.dtypes import cast, to_float32
-
-        return cast(to_float32(a) * to_float32(b), dtype)
-    return a * b
+    return _storage_op(operator.mul, a, b, dtype, device)
 
 
 def add_into(target: Any, value: Any, dtype: str, device: str) -> None:

@@ -4,8 +4,8 @@ The module's source (exactly what cuda_rnn hands to NVRTC) is compiled against
 tests/cudasim/include/cuda_sim.h together with one ``extern "C"`` entry point per name
 expression, into a shared library cached under the system temp directory by a hash of
 everything that goes into it (:func:`build_library`, also used for the simulated libcublas).
-A launch passes CUDA-style ``void** params`` to the entry point, which checks each argument
-against the kernel's parameter types and then runs the grid.
+A launch checks each argument against the kernel's parameter types (read once from the
+library), then passes CUDA-style ``void** params`` to the entry point, which runs the grid.
 """
 from __future__ import annotations
 
@@ -50,9 +50,8 @@ def _entry_points(names: tuple[str, ...]) -> str:
     lines = ["\n// cudasim entry points"]
     for i, name in enumerate(names):
         lines.append(
-            f'extern "C" int cuda_sim_launch_{i}(const unsigned* g, const unsigned* b, '
-            f"void** p, int n, const int* codes) {{ return cuda_sim::launch(&{name}, g, b, p, "
-            f"n, codes); }}\n"
+            f'extern "C" void cuda_sim_launch_{i}(const unsigned* g, const unsigned* b, '
+            f"void** p) {{ cuda_sim::launch(&{name}, g, b, p); }}\n"
             f'extern "C" int cuda_sim_signature_{i}(int* codes, int capacity) {{ return '
             f"cuda_sim::signature(&{name}, codes, capacity); }}"
         )
@@ -137,7 +136,7 @@ class RawKernel:
         self.name = name
         self.max_dynamic_shared_size_bytes = 0
         self._launch = getattr(library, f"cuda_sim_launch_{index}")
-        self._launch.restype = ctypes.c_int
+        self._launch.restype = None
         signature = getattr(library, f"cuda_sim_signature_{index}")
         codes = (ctypes.c_int * _MAX_ARGS)()
         count = signature(codes, _MAX_ARGS)
@@ -172,7 +171,6 @@ class RawKernel:
             raise TypeError(f"args: expected a tuple, got {type(args)}")
         converted = [self._argument(i, a) for i, a in enumerate(args)]
         self._check_signature(args, [c for c, _ in converted])
-        codes = (ctypes.c_int * max(1, len(args)))(*[c for c, _ in converted])
         values = [v for _, v in converted]
         params = (ctypes.c_void_p * max(1, len(args)))(
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
@@ -180,12 +178,10 @@ class RawKernel:
         b = (ctypes.c_uint * 3)(*block3)
 
         def run() -> None:
-            status = self._launch(g, b, params, len(args), codes)
-            if status != 0:
-                raise RuntimeError(f"cudasim: {self.name} refused its arguments ({status})")
+            self._launch(g, b, params)
 
         # The ctypes objects must outlive a captured launch: the closure holds them.
-        run.keep = (values, params, codes, g, b)  # type: ignore[attr-defined]
+        run.keep = (values, params, g, b)  # type: ignore[attr-defined]
         enqueue(run)
 
     def _check_signature(self, args: tuple, codes: list[int]) -> None:

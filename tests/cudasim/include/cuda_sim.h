@@ -89,16 +89,9 @@ void call(void (*kernel)(Args...), void** params, std::index_sequence<I...>) {
     kernel(*static_cast<std::remove_cv_t<Args>*>(params[I])...);
 }
 
-// Checks the arguments against the kernel's signature (count, then codes), then runs the grid.
-// Returns 0, or 1 + the index of the first argument that does not match (-1: wrong count).
+// Runs the grid. The caller has already checked the arguments against signature() below.
 template <typename... Args>
-int launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block, void** params,
-           int count, const int* codes) {
-    constexpr int expected[] = {arg_code<Args>()..., 0};
-    if (count != static_cast<int>(sizeof...(Args))) return -1;
-    for (int i = 0; i < count; ++i) {
-        if (codes[i] != expected[i]) return 1 + i;
-    }
+void launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block, void** params) {
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     for (unsigned bz = 0; bz < grid[2]; ++bz)
@@ -111,10 +104,9 @@ int launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block,
                             threadIdx = {tx, ty, tz};
                             call(kernel, params, std::index_sequence_for<Args...>{});
                         }
-    return 0;
 }
 
-// The expected codes of a kernel's arguments, for error messages.
+// The codes of a kernel's parameters, which the Python side checks each launch against.
 template <typename... Args> int signature(void (*)(Args...), int* codes, int capacity) {
     constexpr int expected[] = {arg_code<Args>()..., 0};
     const int n = static_cast<int>(sizeof...(Args));

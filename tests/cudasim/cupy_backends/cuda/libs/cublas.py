@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cuda_rnn.cuda.dtypes import bfloat16_bits, bfloat16_to_float32
 from cupy import check_pointer
 from cupy._raw import build_library
 from cupy.cuda import current_capture, enqueue, stream_by_ptr
@@ -65,15 +66,13 @@ def _operand(ptr: int, dtype_code: int, rows: int, cols: int, ld: int, what: str
 
 def _widen(matrix: np.ndarray, dtype_code: int, compute: type) -> np.ndarray:
     if dtype_code == _R_16BF:
-        return (matrix.astype(np.uint32) << 16).view(np.float32).astype(compute)
+        return bfloat16_to_float32(matrix).astype(compute)
     return matrix.astype(compute)
 
 
 def _store(target: np.ndarray, values: np.ndarray, dtype_code: int) -> None:
     if dtype_code == _R_16BF:
-        bits = values.astype(np.float32).view(np.uint32)
-        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-        target[...] = np.where(np.isnan(values), np.uint16(0x7FC0), rounded)
+        target[...] = bfloat16_bits(values.astype(np.float32))
     else:
         target[...] = values
 
