@@ -59,6 +59,10 @@ __device__ __forceinline__ float load_l2(const __nv_bfloat16* p) {
     return __bfloat162float(__ldcg(p));
 }
 
+// The three PTX instructions of the product. A host compile of this header (the CPU device
+// simulator, tests/cudasim) has no PTX: there they are only declared, and the simulator
+// defines them with the semantics of the PTX ISA.
+#if defined(__CUDA_ARCH__)
 __device__ __forceinline__ uint32_t to_tf32(float x) {
     uint32_t r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -82,6 +86,11 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4],
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#else
+uint32_t to_tf32(float x);
+void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+#endif
 
 // One K-step of a 16x8 tile. Fragment ownership (PTX ISA, mma.m16n8k8 .tf32): with
 // g = lane / 4 and q = lane % 4, A holds (g, q), (g+8, q), (g, q+4), (g+8, q+4) and B holds

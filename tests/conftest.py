@@ -3,8 +3,8 @@
 GPU tests (marked `gpu`) run only where CuPy sees a GPU, or on the CPU device simulator with
 ``pytest --cuda-sim -m gpu`` (tests/cudasim: the real kernels compiled by the host C++
 compiler, CuPy and cuBLAS modelled in NumPy). Under the simulator only `gpu` tests are
-collected, and those also marked `hardware` (cooperative launches, tensor cores, torch CUDA
-tensors) are skipped: they need the real GPU. Tests marked `simulator` check the simulator
+collected, and those also marked `hardware` (torch CUDA tensors) are skipped: they need the
+real GPU. Tests marked `simulator` check the simulator
 itself and run only under --cuda-sim.
 """
 from __future__ import annotations
@@ -39,8 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         deselected = [item for item in items if "gpu" not in item.keywords]
         items[:] = [item for item in items if "gpu" in item.keywords]
         config.hook.pytest_deselected(items=deselected)
-        skip = pytest.mark.skip(reason="needs the real GPU: the CPU simulator runs no "
-                                       "cooperative, tensor-core or torch CUDA work")
+        skip = pytest.mark.skip(reason="needs the real GPU: the CPU simulator has no torch "
+                                       "CUDA tensors")
         for item in items:
             if "hardware" in item.keywords:
                 item.add_marker(skip)

@@ -91,3 +91,97 @@ def test_numpy_operands_are_refused_as_cupy_refuses_them(rng: np.random.Generato
         device + rng.standard_normal(3)
     with pytest.raises(TypeError, match="Implicit conversion to a NumPy array"):
         np.asarray(device)
+
+
+# A cooperative kernel for the checks below: every block sums its threads' values through
+# shared memory, waits at a grid sync, then reads the next block's sum. `mode` breaks one rule.
+COOPERATIVE_SOURCE = r"""
+#include <cooperative_groups.h>
+
+template <typename T>
+__global__ void neighbour_sum(const T* x, T* sums, T* out, int mode) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    T* partial = reinterpret_cast<T*>(smem);
+    const int t = threadIdx.x;
+    partial[t] = x[blockIdx.x * blockDim.x + t];
+    if (mode == 1 && t == 0) return;            // a thread skips the barrier
+    __syncthreads();
+    if (t == 0) {
+        T s = 0;
+        for (int i = 0; i < blockDim.x; ++i) s += partial[i];
+        sums[blockIdx.x] = s;
+    }
+    if (mode == 2) partial[blockDim.x] = 1;     // one element past the dynamic size
+    if (mode == 3 && blockIdx.x == 0) return;   // a block skips the grid sync
+    cooperative_groups::this_grid().sync();
+    if (t == 0) out[blockIdx.x] = sums[(blockIdx.x + 1) % gridDim.x];
+}
+"""
+
+
+def neighbour_sum_kernel():
+    import cupy
+
+    module = cupy.RawModule(code=COOPERATIVE_SOURCE, name_expressions=("neighbour_sum<float>",),
+                            enable_cooperative_groups=True)
+    return module.get_function("neighbour_sum<float>")
+
+
+def neighbour_sum_args(rng: np.random.Generator, blocks: int, threads: int,
+                       mode: int) -> tuple:
+    import cupy
+
+    x = cupy.asarray(rng.standard_normal(blocks * threads), cupy.float32)
+    sums = cupy.empty(blocks, cupy.float32)
+    out = cupy.empty(blocks, cupy.float32)
+    return x, sums, out, np.int32(mode)
+
+
+def test_cooperative_launch_waits_at_barriers_and_grid_sync(rng: np.random.Generator) -> None:
+    kernel = neighbour_sum_kernel()
+    blocks, threads = 5, 64
+    x, sums, out, mode = neighbour_sum_args(rng, blocks, threads, 0)
+    kernel((blocks,), (threads,), (x, sums, out, mode), shared_mem=threads * 4)
+    want = x.get().reshape(blocks, threads).sum(axis=1)
+    np.testing.assert_allclose(out.get(), np.roll(want, -1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode, message", [
+    (1, r"block 0 cannot go on: 63 threads at __syncthreads; 1 threads returned"),
+    (2, r"block \d wrote past its 256 bytes of dynamic shared memory"),
+    (3, r"grid.sync: 256 threads wait at it but 64 have returned"),
+])
+def test_cooperative_launch_refuses_a_broken_rule(rng: np.random.Generator, mode: int,
+                                                  message: str) -> None:
+    import cupy
+
+    kernel = neighbour_sum_kernel()
+    args = neighbour_sum_args(rng, 5, 64, mode)
+    with pytest.raises(cupy.cuda.driver.CUDADriverError, match=message):
+        kernel((5,), (64,), args, shared_mem=256)
+
+
+def test_cooperative_launch_needs_every_block_resident(rng: np.random.Generator) -> None:
+    import cupy
+
+    kernel = neighbour_sum_kernel()
+    kernel.max_dynamic_shared_size_bytes = 200 * 1024
+    args = neighbour_sum_args(rng, 133, 64, 0)  # one block per SM fits, 132 SMs
+    with pytest.raises(cupy.cuda.driver.CUDADriverError,
+                       match="COOPERATIVE_LAUNCH_TOO_LARGE.*132 blocks can be resident"):
+        kernel((133,), (64,), args, shared_mem=200 * 1024)
+    assert cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+        kernel.kernel.ptr, 64, 200 * 1024) == 1
+
+
+def test_shared_memory_above_48_kib_needs_the_opt_in(rng: np.random.Generator) -> None:
+    import cupy
+
+    kernel = neighbour_sum_kernel()
+    args = neighbour_sum_args(rng, 2, 64, 0)
+    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="set max_dynamic_shared"):
+        kernel((2,), (64,), args, shared_mem=64 * 1024)
+    kernel.max_dynamic_shared_size_bytes = 64 * 1024
+    kernel((2,), (64,), args, shared_mem=64 * 1024)
+    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="the device allows"):
+        kernel.max_dynamic_shared_size_bytes = 228 * 1024

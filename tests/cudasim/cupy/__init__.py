@@ -11,7 +11,12 @@ finds this package. What it simulates, and how faithfully:
 - ``RawModule`` compiles the real kernels_cu/ sources with the host C++ compiler against
   tests/cudasim/include/cuda_sim.h and runs a launch as a loop over every (block, thread);
   before it runs, each argument's type is checked against the kernel's signature (pointer or
-  value, element type), which a real launch never checks.
+  value, element type), which a real launch never checks. A module built with
+  ``enable_cooperative_groups`` runs each thread as a fiber (include/cuda_sim_fibers.h):
+  __syncthreads, per-block dynamic shared memory, grid sync, and the tensor-core
+  instructions of the persistent kernels computed from the PTX ISA's fragment layouts; a
+  barrier not every thread reaches, a partial-warp mma, a write past the dynamic shared
+  memory, or a grid that could not be resident at once fails the launch.
 - ``cupy_backends.cuda.libs.cublas.gemmEx`` computes column-major ``C = alpha op(A) op(B) +
   beta C`` in NumPy from raw pointers and leading dimensions, refusing type combinations
   and leading dimensions cuBLAS refuses, and never reading C when beta is 0.
@@ -19,8 +24,9 @@ finds this package. What it simulates, and how faithfully:
   ``out=`` buffer, and replays them on ``Graph.launch``; any other array work during capture
   (an allocation, a copy, a host transfer) raises, since a captured step loop must not do it.
 
-Not simulated: cooperative launches and inline PTX (the persistent kernels), concurrency and
-timing, torch CUDA tensors and DLPack. Tests that need them are marked ``hardware``.
+Not simulated: concurrency and timing, registers and the occupancy they allow, the memory
+model (a fiber switch is a full fence), torch CUDA tensors and DLPack. Tests that need the
+latter are marked ``hardware``.
 """
 from __future__ import annotations
 

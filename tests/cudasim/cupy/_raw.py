@@ -6,16 +6,25 @@ expression, into a shared library cached under the system temp directory by a ha
 everything that goes into it (:func:`build_library`, also used for the simulated libcublas).
 A launch checks each argument against the kernel's parameter types (read once from the
 library), then passes CUDA-style ``void** params`` to the entry point, which runs the grid.
+
+A module built with ``enable_cooperative_groups`` is launched cooperatively, as CuPy does:
+every thread is a fiber (include/cuda_sim_fibers.h), its ``extern __shared__`` array is
+defined here with the device's capacity, and the grid must fit on the device at once. Such a
+module also gets the definitions of the tensor-core instruction wrappers that
+kernels_cu/persistent.cuh only declares in a host compile (:data:`PTX_DEFINITIONS`).
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,7 +36,8 @@ INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
 CACHE_DIR = Path(tempfile.gettempdir()) / "cuda_rnn_cudasim"
 #: The host compiler; CXX overrides it.
 COMPILER = os.environ.get("CXX", "g++")
-CXXFLAGS = ("-std=c++17", "-O2", "-shared", "-fPIC", "-x", "c++")
+#: No _FORTIFY_SOURCE: its checked longjmp refuses the jumps between fiber stacks.
+CXXFLAGS = ("-std=c++17", "-O2", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-x", "c++")
 
 #: Type codes of cuda_sim.h's type_code<T>(); pointers add 100.
 _ARRAY_CODES = {"float32": 1, "float64": 2, "float16": 3, "bfloat16": 4, "uint16": 4,
@@ -38,6 +48,28 @@ _CODE_NAMES = {0: "unsupported", 1: "float", 2: "double", 3: "__half", 4: "__nv_
                5: "int", 6: "long long"}
 _POINTER = 100
 _MAX_ARGS = 64
+#: Dynamic shared memory a block gets without opting in (cudaFuncAttributeMaxDynamicSharedMemorySize).
+DEFAULT_DYNAMIC_SHARED = 48 * 1024
+#: Per SM of an H100: threads, resident blocks, shared memory, and what each block reserves.
+SM_THREADS, SM_BLOCKS, SM_SHARED, SHARED_RESERVED = 2048, 32, 228 * 1024, 1024
+
+#: cuda_rnn's wrappers of the PTX instructions (kernels_cu/persistent.cuh declares them for a
+#: host compile), defined with the PTX ISA's semantics by include/cuda_sim_fibers.h.
+PTX_DEFINITIONS = """
+namespace cuda_rnn { namespace persistent {
+uint32_t to_tf32(float x) { return cuda_sim::cvt_rna_tf32(x); }
+void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    cuda_sim::mma_sync(cuda_sim::MmaShape::m16n8k8_tf32, d, a, b);
+}
+void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    cuda_sim::mma_sync(cuda_sim::MmaShape::m16n8k16_bf16, d, a, b);
+}
+} }
+"""
+
+_EXTERN_SHARED = re.compile(r"extern\s+__shared__[^;]*?(\w+)\s*\[\s*\]\s*;")
+#: RawKernel by its ``kernel.ptr``, for the occupancy query.
+_KERNELS_BY_PTR: weakref.WeakValueDictionary[int, RawKernel] = weakref.WeakValueDictionary()
 
 
 def _describe(code: int) -> str:
@@ -46,16 +78,34 @@ def _describe(code: int) -> str:
     return _CODE_NAMES.get(code, "?")
 
 
-def _entry_points(names: tuple[str, ...]) -> str:
-    lines = ["\n// cudasim entry points"]
+def _entry_points(names: tuple[str, ...], shared: str | None) -> str:
+    """One launch and one signature function per name expression; with ``shared`` (the
+    name of the module's extern __shared__ array) the launches are cooperative."""
+    lines = ["\n// cudasim entry points",
+             'extern "C" const char* cuda_sim_error() { return cuda_sim::last_error.c_str(); }']
+    if shared is not None:
+        lines.append(f"alignas(16) unsigned char {shared}"
+                     f"[cuda_sim::kSharedCapacity + cuda_sim::kSharedGuard];")
     for i, name in enumerate(names):
+        if shared is None:
+            run = f"cuda_sim::launch(&{name}, g, b, p)"
+        else:
+            run = f"cuda_sim::launch_cooperative(&{name}, g, b, p, shared, {shared})"
         lines.append(
-            f'extern "C" void cuda_sim_launch_{i}(const unsigned* g, const unsigned* b, '
-            f"void** p) {{ cuda_sim::launch(&{name}, g, b, p); }}\n"
+            f'extern "C" int cuda_sim_launch_{i}(const unsigned* g, const unsigned* b, '
+            f"void** p, std::size_t shared) {{ return {run}; }}\n"
             f'extern "C" int cuda_sim_signature_{i}(int* codes, int capacity) {{ return '
             f"cuda_sim::signature(&{name}, codes, capacity); }}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _shared_array(code: str) -> str:
+    """The name of the source's one extern __shared__ array (a stand-in when it has none)."""
+    names = sorted(set(_EXTERN_SHARED.findall(code)))
+    if len(names) > 1:
+        raise CompileException(f"cudasim: one extern __shared__ array per module, got {names}")
+    return names[0] if names else "cuda_sim_no_shared"
 
 
 def _headers() -> str:
@@ -107,19 +157,21 @@ class RawModule:
         self._library: ctypes.CDLL | None = None
 
     def compile(self, log_stream: Any = None) -> None:
-        if self.enable_cooperative_groups:
-            raise CompileException("cudasim: cooperative kernels (grid-wide sync, inline PTX "
-                                   "mma) cannot run on the CPU simulator")
         if self._library is None:
-            self._library = build_library(self.code + _entry_points(self.name_expressions),
-                                          "module.so")
+            if self.enable_cooperative_groups:
+                tail = PTX_DEFINITIONS + _entry_points(self.name_expressions,
+                                                       _shared_array(self.code))
+            else:
+                tail = _entry_points(self.name_expressions, None)
+            self._library = build_library(self.code + tail, "module.so")
 
     def get_function(self, name: str) -> RawKernel:
         if name not in self.name_expressions:
             raise CUDADriverError(f"CUDA_ERROR_NOT_FOUND: {name!r} is not among the module's "
                                   f"name expressions {self.name_expressions}")
         self.compile()
-        return RawKernel(self._library, self.name_expressions.index(name), name)
+        return RawKernel(self._library, self.name_expressions.index(name), name,
+                         self.enable_cooperative_groups)
 
 
 def _dim3(value: Any, what: str) -> tuple[int, int, int]:
@@ -132,15 +184,44 @@ def _dim3(value: Any, what: str) -> tuple[int, int, int]:
 class RawKernel:
     """One compiled kernel; called as ``kernel(grid, block, args, shared_mem=0)``."""
 
-    def __init__(self, library: ctypes.CDLL, index: int, name: str) -> None:
+    def __init__(self, library: ctypes.CDLL, index: int, name: str,
+                 cooperative: bool = False) -> None:
         self.name = name
-        self.max_dynamic_shared_size_bytes = 0
+        self.cooperative = cooperative
+        self._max_dynamic_shared = DEFAULT_DYNAMIC_SHARED
+        #: CuPy's Function object; its ``ptr`` is what the occupancy query takes.
+        self.kernel = SimpleNamespace(ptr=id(self))
+        _KERNELS_BY_PTR[id(self)] = self
         self._launch = getattr(library, f"cuda_sim_launch_{index}")
-        self._launch.restype = None
+        self._launch.restype = ctypes.c_int
+        self._error = library.cuda_sim_error
+        self._error.restype = ctypes.c_char_p
         signature = getattr(library, f"cuda_sim_signature_{index}")
         codes = (ctypes.c_int * _MAX_ARGS)()
         count = signature(codes, _MAX_ARGS)
         self.parameter_codes = tuple(codes[:count])
+
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        return self._max_dynamic_shared
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value: int) -> None:
+        from .cuda import ATTRIBUTES
+
+        limit = ATTRIBUTES["MaxSharedMemoryPerBlockOptin"]
+        if not 0 <= value <= limit:
+            raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: max dynamic shared memory "
+                                  f"{value} bytes for {self.name} (the device allows {limit})")
+        self._max_dynamic_shared = int(value)
+
+    def blocks_per_sm(self, threads: int, shared_mem: int) -> int:
+        """Blocks of this kernel one SM holds at once, from threads and shared memory (the
+        simulator knows no register counts: __launch_bounds__ sets those on the GPU)."""
+        if shared_mem > self._max_dynamic_shared:
+            return 0
+        return min(SM_THREADS // threads, SM_BLOCKS,
+                   SM_SHARED // (shared_mem + SHARED_RESERVED))
 
     def _argument(self, i: int, arg: Any) -> tuple[int, Any]:
         expected = self.parameter_codes[i] if i < len(self.parameter_codes) else 0
@@ -169,6 +250,19 @@ class RawKernel:
                                   f"block {block3})")
         if not isinstance(args, tuple):
             raise TypeError(f"args: expected a tuple, got {type(args)}")
+        if shared_mem > self._max_dynamic_shared:
+            raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: {self.name} launched with "
+                                  f"{shared_mem} bytes of dynamic shared memory, above its "
+                                  f"maximum of {self._max_dynamic_shared} (set "
+                                  f"max_dynamic_shared_size_bytes first)")
+        if self.cooperative:
+            from .cuda import ATTRIBUTES
+
+            resident = self.blocks_per_sm(threads, shared_mem) * ATTRIBUTES["MultiProcessorCount"]
+            if grid3[0] * grid3[1] * grid3[2] > resident:
+                raise CUDADriverError(f"CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: {self.name} "
+                                      f"grid {grid3} with {shared_mem} bytes of shared memory; "
+                                      f"{resident} blocks can be resident")
         converted = [self._argument(i, a) for i, a in enumerate(args)]
         self._check_signature(args, [c for c, _ in converted])
         values = [v for _, v in converted]
@@ -177,8 +271,12 @@ class RawKernel:
         g = (ctypes.c_uint * 3)(*grid3)
         b = (ctypes.c_uint * 3)(*block3)
 
+        size = ctypes.c_size_t(shared_mem)
+
         def run() -> None:
-            self._launch(g, b, params)
+            if self._launch(g, b, params, size) != 0:
+                raise CUDADriverError(f"CUDA_ERROR_LAUNCH_FAILED: {self.name}: "
+                                      f"{self._error().decode()}")
 
         # The ctypes objects must outlive a captured launch: the closure holds them.
         run.keep = (values, params, g, b)  # type: ignore[attr-defined]
@@ -196,3 +294,11 @@ class RawKernel:
                     given += f" of {args[i].dtype}"
                 raise TypeError(f"{self.name} argument {i}: the kernel takes "
                                 f"{_describe(want)}, got {_describe(got)} ({given})")
+
+
+def occupancy(func_ptr: int, block_size: int, dynamic_smem_size: int) -> int:
+    """cuOccupancyMaxActiveBlocksPerMultiprocessor for a kernel of this simulator."""
+    kernel = _KERNELS_BY_PTR.get(func_ptr)
+    if kernel is None:
+        raise CUDADriverError(f"CUDA_ERROR_INVALID_HANDLE: no kernel at {func_ptr:#x}")
+    return kernel.blocks_per_sm(block_size, dynamic_smem_size)

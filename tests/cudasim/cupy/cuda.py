@@ -195,9 +195,10 @@ def _get_device_properties(device_id: int) -> dict[str, Any]:
             "major": 9, "minor": 0}
 
 
-def _occupancy(func: Any, block_size: int, dynamic_smem_size: int) -> int:
-    raise CUDADriverError("cudasim: occupancy queries belong to cooperative launches, which the "
-                          "simulator does not run")
+def _occupancy(func: int, block_size: int, dynamic_smem_size: int) -> int:
+    from ._raw import occupancy
+
+    return occupancy(func, block_size, dynamic_smem_size)
 
 
 runtime = SimpleNamespace(

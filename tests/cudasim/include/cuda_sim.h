@@ -1,9 +1,11 @@
-// cuda_sim.h: just enough of CUDA C++ for the pointwise kernels of kernels_cu/ to compile with
-// the host C++ compiler and run on the CPU (tests/cudasim, the CPU device simulator).
+// cuda_sim.h: just enough of CUDA C++ for the kernels of kernels_cu/ to compile with the host
+// C++ compiler and run on the CPU (tests/cudasim, the CPU device simulator).
 //
-// A launch runs every (block, thread) of the grid one after another on the calling thread, so
-// only kernels whose threads never wait on each other can run here: __syncthreads, shared
-// memory, cooperative groups and inline PTX are left undefined and fail the compile.
+// A launch of an ordinary module runs every (block, thread) of the grid one after another on
+// the calling thread, so its threads cannot wait for each other. A module built with
+// enable_cooperative_groups runs every thread as a fiber instead (cuda_sim_fibers.h), with
+// __syncthreads, dynamic shared memory, grid sync and the tensor-core instructions of the
+// persistent kernels. Inline PTX has no meaning here and fails the compile.
 #pragma once
 
 #include <math.h>
@@ -19,6 +21,8 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __shared__
+#define __align__(n) __attribute__((aligned(n)))
 
 struct cuda_sim_uint3 {
     unsigned x, y, z;
@@ -62,6 +66,8 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
     return b;
 }
 
+#include "cuda_sim_fibers.h"
+
 namespace cuda_sim {
 
 // Type codes the Python side compares with each argument's dtype before a launch.
@@ -89,9 +95,11 @@ void call(void (*kernel)(Args...), void** params, std::index_sequence<I...>) {
     kernel(*static_cast<std::remove_cv_t<Args>*>(params[I])...);
 }
 
-// Runs the grid. The caller has already checked the arguments against signature() below.
+// Runs the grid thread after thread; returns 0, or 1 with the message in last_error. The
+// caller has already checked the arguments against signature() below.
 template <typename... Args>
-void launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block, void** params) {
+int launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block, void** params) {
+    last_error.clear();
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     for (unsigned bz = 0; bz < grid[2]; ++bz)
@@ -104,6 +112,19 @@ void launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block
                             threadIdx = {tx, ty, tz};
                             call(kernel, params, std::index_sequence_for<Args...>{});
                         }
+    return last_error.empty() ? 0 : 1;
+}
+
+// Runs the grid with a fiber per thread (a module built with enable_cooperative_groups, whose
+// every launch CuPy makes cooperative); shared_memory is the module's extern __shared__ array.
+template <typename... Args>
+int launch_cooperative(void (*kernel)(Args...), const unsigned* grid, const unsigned* block,
+                       void** params, std::size_t shared_bytes, unsigned char* shared_memory) {
+    last_error.clear();
+    gridDim = {grid[0], grid[1], grid[2]};
+    blockDim = {block[0], block[1], block[2]};
+    auto body = [&] { call(kernel, params, std::index_sequence_for<Args...>{}); };
+    return run_fibers(body, grid, block, shared_bytes, shared_memory, true);
 }
 
 // The codes of a kernel's parameters, which the Python side checks each launch against.
