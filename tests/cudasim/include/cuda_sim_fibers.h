@@ -8,8 +8,10 @@
 // runs one block at a time: every thread of the block runs until it waits, the last thread to
 // reach a barrier (or the last lane to reach an mma) completes it and goes on, and the block
 // is done with the phase when all its threads wait at the grid sync or have returned. Blocks
-// run in increasing order in even phases and in decreasing order in odd ones, so a block
-// that reads another block's output of the same phase sees it in one order but not the other.
+// run in increasing order in even phases and in decreasing order in odd ones, and the threads
+// waiting to run are swept alternately up and down, so a thread (or block) that reads what
+// another writes without a barrier between them sees the write in one order but not in the
+// other.
 //
 // Shared memory. The module's `extern __shared__` array is one host array; each block keeps
 // its own copy, swapped in while the block runs. A block starts with every byte 0xFF (NaN in
@@ -260,14 +262,16 @@ inline const char* wait_name(Wait w) {
     return "?";
 }
 
-// Runs block b until every thread waits at the grid sync or has returned.
-inline void run_block_phase(Launch& launch, unsigned b) {
+// Runs block b until every thread waits at the grid sync or has returned. Each sweep over
+// the runnable threads goes the other way round from the one before.
+inline void run_block_phase(Launch& launch, unsigned b, unsigned phase) {
     Fiber* threads = &launch.fibers[b * launch.threads];
-    for (;;) {
+    for (unsigned sweep = phase % 2;; ++sweep) {
         bool ran = false;
-        for (unsigned t = 0; t < launch.threads && launch.error.empty(); ++t) {
-            if (threads[t].wait == Wait::none) {
-                resume(launch, threads[t]);
+        for (unsigned i = 0; i < launch.threads && launch.error.empty(); ++i) {
+            Fiber& f = threads[sweep % 2 == 0 ? i : launch.threads - 1 - i];
+            if (f.wait == Wait::none) {
+                resume(launch, f);
                 ran = true;
             }
         }
@@ -329,7 +333,7 @@ int run_fibers(Body& body, const unsigned* grid, const unsigned* block, std::siz
             const unsigned b = phase % 2 == 0 ? i : launch.blocks - 1 - i;
             std::memcpy(shared_memory, shared[b].data(), shared_bytes);
             std::memset(shared_memory + shared_bytes, kGuardByte, kSharedGuard);
-            run_block_phase(launch, b);
+            run_block_phase(launch, b, phase);
             for (std::size_t k = 0; k < kSharedGuard && launch.error.empty(); ++k) {
                 if (shared_memory[shared_bytes + k] != kGuardByte) {
                     fail("block " + std::to_string(b) + " wrote past its " +
