@@ -152,6 +152,40 @@ def bias_gradient(dgates: Any, dims: Dims, op: str) -> Any:
     return db.reshape(-1)
 
 
+def check_dy(dy: Any, dims: Dims, dtype: Any) -> None:
+    """Check the dy of a backward call against its forward's sizes and storage dtype.
+
+    Raises
+    ------
+    ValueError
+        Naming dy, the expected and the given shape and dtype.
+    """
+    T, B, _, H, _ = dims
+    if tuple(dy.shape) != (T, B, H) or dy.dtype != dtype:
+        raise ValueError(f"dy: expected shape {(T, B, H)} dtype {dtype}, "
+                         f"got {tuple(dy.shape)} {dy.dtype}")
+
+
+def backward_gemms(d_input: Any, d_recurrent: Any, cache: Any,
+                   op: str) -> tuple[Any, Any, Any, Any, Any]:
+    """The GEMMs after a backward step loop, over all steps at once.
+
+    ``d_input`` and ``d_recurrent`` are the (T, B, G*H) gradients with respect to the input
+    projection and to the recurrent projection: one array for the LSTM and the RNN, two for
+    the GRU (whose reset gate scales only the recurrent side). ``cache`` is the forward's
+    cache (any cell: it has x, w_ih, h, has_bias and dims). Returns (dx, dW_ih, dW_hh, db_ih,
+    db_hh), the biases None without bias.
+    """
+    dims = cache.dims
+    dw_ih, dx = input_gradients(d_input, cache.x, cache.w_ih, dims, op)
+    dw_hh = recurrent_weight_gradient(d_recurrent, cache.h[:dims.T], dims, op)
+    if not cache.has_bias:
+        return dx, dw_ih, dw_hh, None, None
+    db_ih = bias_gradient(d_input, dims, op)
+    db_hh = db_ih.copy() if d_recurrent is d_input else bias_gradient(d_recurrent, dims, op)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
 def time_steps(T: int, name: str, reverse: bool = False) -> Iterator[int]:
     """Steps 0..T-1 (or back), each inside an NVTX range ``{name}/t{t}`` when enabled."""
     order = range(T - 1, -1, -1) if reverse else range(T)

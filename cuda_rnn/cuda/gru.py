@@ -28,12 +28,11 @@ from .blas import GemmPlan
 from .common import (
     Dims,
     acc_state,
-    bias_gradient,
+    backward_gemms,
+    check_dy,
     check_inputs,
     contiguous,
-    input_gradients,
     input_projection,
-    recurrent_weight_gradient,
     step_lengths,
     time_steps,
 )
@@ -296,9 +295,7 @@ def gru_backward(
     check_step_loop(algo, graphs, "gru")
     dims = cache.dims
     T, B, _, H, dtype = dims
-    if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
-        raise ValueError(f"dy: expected shape {(T, B, H)} dtype {cache.x.dtype}, "
-                         f"got {tuple(dy.shape)} {dy.dtype}")
+    check_dy(dy, dims, cache.x.dtype)
     plan = (persistent.require_plan("gru", "backward", H, B, dtype)
             if algo == "persistent" else None)
     op = dims.describe("gru_backward")
@@ -316,9 +313,6 @@ def gru_backward(
                 run_backward_persistent(cache, dy, dh, dxp, dhp, plan)
             else:
                 run_backward_steps(cache, dy, dh, dxp, dhp, name)
-        dw_ih, dx = input_gradients(dxp, cache.x, cache.w_ih, dims, "gru_backward")
-        dw_hh = recurrent_weight_gradient(dhp, cache.h[:T], dims, "gru_backward")
-        db_ih = bias_gradient(dxp, dims, "gru_backward") if cache.has_bias else None
-        db_hh = bias_gradient(dhp, dims, "gru_backward") if cache.has_bias else None
+        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(dxp, dhp, cache, "gru_backward")
         dh0 = cast(dh, dtype)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

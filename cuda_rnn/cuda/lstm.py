@@ -30,12 +30,11 @@ from .blas import GemmPlan
 from .common import (
     Dims,
     acc_state,
-    bias_gradient,
+    backward_gemms,
+    check_dy,
     check_inputs,
     contiguous,
-    input_gradients,
     input_projection,
-    recurrent_weight_gradient,
     step_lengths,
     summed_bias,
     time_steps,
@@ -297,9 +296,7 @@ def lstm_backward(
     check_step_loop(algo, graphs, "lstm")
     dims = cache.dims
     T, B, _, H, dtype = dims
-    if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
-        raise ValueError(f"dy: expected shape {(T, B, H)} dtype {cache.x.dtype}, "
-                         f"got {tuple(dy.shape)} {dy.dtype}")
+    check_dy(dy, dims, cache.x.dtype)
     plan = (persistent.require_plan("lstm", "backward", H, B, dtype)
             if algo == "persistent" else None)
     op = dims.describe("lstm_backward")
@@ -314,9 +311,6 @@ def lstm_backward(
                 run_backward_persistent(cache, dy, dh, dc, dgates, plan)
             else:
                 run_backward_steps(cache, dy, dh, dc, dgates, name)
-        dw_ih, dx = input_gradients(dgates, cache.x, cache.w_ih, dims, "lstm_backward")
-        dw_hh = recurrent_weight_gradient(dgates, cache.h[:T], dims, "lstm_backward")
-        db_ih = bias_gradient(dgates, dims, "lstm_backward") if cache.has_bias else None
-        db_hh = None if db_ih is None else db_ih.copy()
+        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(dgates, dgates, cache, "lstm_backward")
         dh0, dc0 = cast(dh, dtype), cast(dc, dtype)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh

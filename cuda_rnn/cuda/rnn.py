@@ -24,12 +24,11 @@ from .blas import GemmPlan
 from .common import (
     Dims,
     acc_state,
-    bias_gradient,
+    backward_gemms,
+    check_dy,
     check_inputs,
     contiguous,
-    input_gradients,
     input_projection,
-    recurrent_weight_gradient,
     step_lengths,
     summed_bias,
     time_steps,
@@ -267,9 +266,7 @@ def rnn_backward(
     check_step_loop(algo, graphs, "rnn")
     dims = cache.dims
     T, B, _, H, dtype = dims
-    if tuple(dy.shape) != (T, B, H) or dy.dtype != cache.x.dtype:
-        raise ValueError(f"dy: expected shape {(T, B, H)} dtype {cache.x.dtype}, "
-                         f"got {tuple(dy.shape)} {dy.dtype}")
+    check_dy(dy, dims, cache.x.dtype)
     op = dims.describe("rnn_backward")
     with nvtx_range(name), device_errors(op):
         (dy,) = contiguous(dy)
@@ -279,9 +276,6 @@ def rnn_backward(
         else:
             da = empty((T, B, H), cache.x.dtype, "rnn_backward pre-activation gradients dA")
             run_backward_steps(cache, dy, dh, da, name)
-        dw_ih, dx = input_gradients(da, cache.x, cache.w_ih, dims, "rnn_backward")
-        dw_hh = recurrent_weight_gradient(da, cache.h[:T], dims, "rnn_backward")
-        db_ih = bias_gradient(da, dims, "rnn_backward") if cache.has_bias else None
-        db_hh = None if db_ih is None else db_ih.copy()
+        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(da, da, cache, "rnn_backward")
         dh0 = cast(dh, dtype)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
