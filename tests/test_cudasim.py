@@ -185,3 +185,31 @@ def test_shared_memory_above_48_kib_needs_the_opt_in(rng: np.random.Generator) -
     kernel((2,), (64,), args, shared_mem=64 * 1024)
     with pytest.raises(cupy.cuda.driver.CUDADriverError, match="the device allows"):
         kernel.max_dynamic_shared_size_bytes = 228 * 1024
+
+
+TF32_SOURCE = r"""
+#include <cooperative_groups.h>
+#include <cstdint>
+
+namespace cuda_rnn { namespace persistent { uint32_t to_tf32(float x); } }
+
+__global__ void round_to_tf32(const float* x, float* out, int n) {
+    const int i = threadIdx.x;
+    if (i < n) out[i] = __uint_as_float(cuda_rnn::persistent::to_tf32(x[i]));
+}
+"""
+
+
+def test_tf32_conversion_rounds_ties_away_from_zero() -> None:
+    import cupy
+
+    module = cupy.RawModule(code=TF32_SOURCE, name_expressions=("round_to_tf32",),
+                            enable_cooperative_groups=True)
+    kernel = module.get_function("round_to_tf32")
+    ulp = 2.0 ** -10  # TF32 keeps 10 mantissa bits
+    x = np.array([1 + ulp / 2, -(1 + ulp / 2), 1 + ulp / 4, 1 + 3 * ulp / 4, 3.0, np.inf],
+                 np.float32)
+    want = np.array([1 + ulp, -(1 + ulp), 1.0, 1 + ulp, 3.0, np.inf], np.float32)
+    out = cupy.empty(x.size, cupy.float32)
+    kernel((1,), (32,), (cupy.asarray(x), out, np.int32(x.size)))
+    np.testing.assert_array_equal(out.get(), want)
