@@ -124,7 +124,7 @@ int launch_cooperative(void (*kernel)(Args...), const unsigned* grid, const unsi
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     auto body = [&] { call(kernel, params, std::index_sequence_for<Args...>{}); };
-    return run_fibers(body, grid, block, shared_bytes, shared_memory, true);
+    return run_fibers(body, grid, block, shared_bytes, shared_memory);
 }
 
 // The codes of a kernel's parameters, which the Python side checks each launch against.

@@ -20,8 +20,9 @@
 //
 // What ends a launch with an error (read by cuda_sim_error): a barrier that not every thread
 // of the block reaches, an mma that not every lane of the warp reaches or that lanes reach with
-// different shapes, a grid sync outside a cooperative launch or not reached by every thread,
-// and a write past the dynamic shared memory.
+// different shapes, a grid sync not reached by every thread, a write past the dynamic shared
+// memory, and any of these waits in a kernel that is not launched cooperatively (it runs
+// thread after thread, cuda_sim.h).
 #pragma once
 
 #include <setjmp.h>
@@ -70,7 +71,6 @@ struct Fiber {
 struct Launch {
     void (*body)(void*) = nullptr;
     void* body_arg = nullptr;
-    bool cooperative = false;
     unsigned blocks = 0;
     unsigned threads = 0;
     std::vector<Fiber> fibers;
@@ -100,7 +100,6 @@ inline void set_indices(const Fiber& f) {
 // Back to the scheduler; returns when the scheduler resumes this fiber.
 inline void suspend(Fiber& f) {
     if (_setjmp(f.resume) == 0) _longjmp(active_launch->scheduler, 1);
-    set_indices(f);
 }
 
 inline void fiber_main() {
@@ -243,10 +242,6 @@ inline void block_barrier() {
 inline void grid_sync() {
     Fiber* f = current_fiber("grid.sync");
     if (f == nullptr) return;
-    if (!active_launch->cooperative) {
-        fail("grid.sync in a launch that is not cooperative");
-        return;
-    }
     f->wait = Wait::grid_sync;
     suspend(*f);
 }
@@ -298,7 +293,7 @@ inline void run_block_phase(Launch& launch, unsigned b, unsigned phase) {
 
 template <typename Body>
 int run_fibers(Body& body, const unsigned* grid, const unsigned* block, std::size_t shared_bytes,
-               unsigned char* shared_memory, bool cooperative) {
+               unsigned char* shared_memory) {
     if (shared_bytes > kSharedCapacity) {
         last_error = "dynamic shared memory of " + std::to_string(shared_bytes) +
                      " bytes is more than the " + std::to_string(kSharedCapacity) + " a block has";
@@ -307,7 +302,6 @@ int run_fibers(Body& body, const unsigned* grid, const unsigned* block, std::siz
     Launch launch;
     launch.body = [](void* arg) { (*static_cast<Body*>(arg))(); };
     launch.body_arg = &body;
-    launch.cooperative = cooperative;
     launch.blocks = grid[0] * grid[1] * grid[2];
     launch.threads = block[0] * block[1] * block[2];
     launch.fibers = std::vector<Fiber>(static_cast<std::size_t>(launch.blocks) * launch.threads);
