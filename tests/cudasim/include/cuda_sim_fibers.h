@@ -201,6 +201,21 @@ inline Fiber* current_fiber(const char* what) {
     return active_launch->current;
 }
 
+// Fiber f arrives at a wait that the `group` fibers from `members` on share: the last to
+// arrive runs `complete`, releases them all and goes on; the others suspend until then.
+template <typename Complete>
+void arrive(Fiber& f, unsigned& arrived, Fiber* members, unsigned group, Wait wait,
+            Complete complete) {
+    if (++arrived == group) {
+        arrived = 0;
+        complete();
+        for (unsigned i = 0; i < group; ++i) members[i].wait = Wait::none;
+        return;
+    }
+    f.wait = wait;
+    suspend(f);
+}
+
 inline void mma_sync(MmaShape shape, float* d, const std::uint32_t* a, const std::uint32_t* b) {
     Fiber* f = current_fiber("mma.sync");
     if (f == nullptr) return;
@@ -212,31 +227,17 @@ inline void mma_sync(MmaShape shape, float* d, const std::uint32_t* a, const std
         return;
     }
     f->mma = MmaOperands{shape, d, a, b};
-    unsigned& arrived = launch.warp_arrivals[f->block * warps + warp];
-    if (++arrived == 32) {
-        arrived = 0;
-        Fiber* lanes = &launch.fibers[f->block * launch.threads + warp * 32];
-        complete_mma(lanes);
-        for (int l = 0; l < 32; ++l) lanes[l].wait = Wait::none;
-        return;
-    }
-    f->wait = Wait::mma;
-    suspend(*f);
+    Fiber* lanes = &launch.fibers[f->block * launch.threads + warp * 32];
+    arrive(*f, launch.warp_arrivals[f->block * warps + warp], lanes, 32, Wait::mma,
+           [lanes] { complete_mma(lanes); });
 }
 
 inline void block_barrier() {
     Fiber* f = current_fiber("__syncthreads");
     if (f == nullptr) return;
     Launch& launch = *active_launch;
-    unsigned& arrived = launch.block_arrivals[f->block];
-    if (++arrived == launch.threads) {
-        arrived = 0;
-        Fiber* threads = &launch.fibers[f->block * launch.threads];
-        for (unsigned t = 0; t < launch.threads; ++t) threads[t].wait = Wait::none;
-        return;
-    }
-    f->wait = Wait::block_barrier;
-    suspend(*f);
+    arrive(*f, launch.block_arrivals[f->block], &launch.fibers[f->block * launch.threads],
+           launch.threads, Wait::block_barrier, [] {});
 }
 
 inline void grid_sync() {
