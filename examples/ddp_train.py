@@ -11,8 +11,7 @@ gloo; with ``--device cuda`` each process drives one GPU over NCCL.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
+import tempfile
 from pathlib import Path
 
 import torch
@@ -68,10 +67,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
 
 def worker(rank: int, args: argparse.Namespace) -> None:
     """One process: join the group, train on its slice of every batch, save its weights."""
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(args.port)
     use_cuda = args.device == "cuda"
-    dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank,
-                            world_size=args.world_size)
+    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=args.init_method,
+                            rank=rank, world_size=args.world_size)
     device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
@@ -89,14 +87,10 @@ def worker(rank: int, args: argparse.Namespace) -> None:
     if args.save is not None:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()},
                    Path(args.save) / f"rank{rank}.pt")
+    # Leave together: a rank that tears its connections down while the other still uses them
+    # can abort that one (gloo, "terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,8 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    args.port = free_port()
-    mp.spawn(worker, args=(args,), nprocs=args.world_size, join=True)
+    # The processes meet through a file, not a TCP port: a port picked free here could be
+    # taken by another process before rank 0 listens on it.
+    with tempfile.TemporaryDirectory() as folder:
+        args.init_method = f"file://{Path(folder) / 'rendezvous'}"
+        mp.spawn(worker, args=(args,), nprocs=args.world_size, join=True)
 
 
 if __name__ == "__main__":

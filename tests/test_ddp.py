@@ -30,12 +30,13 @@ def test_two_gloo_ranks_equal_single_process_on_the_full_batch(
     seed, steps, batch, lr = int(rng.integers(2**20)), 4, 8, 0.5
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, str(SCRIPT), "--world-size", "2", "--dtype", "float64",
          "--steps", str(steps), "--batch-size", str(batch), "--lr", str(lr),
          "--seed", str(seed), "--save", str(tmp_path)],
-        check=True, env=env, timeout=120, capture_output=True,
+        env=env, timeout=120, capture_output=True, text=True,
     )
+    assert run.returncode == 0, f"ddp_train.py exited with {run.returncode}:\n{run.stderr[-3000:]}"
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     example = _example()
