@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import check_pointer, ndarray
-from .cuda import CompileException, CUDADriverError, enqueue
+from .cuda import ATTRIBUTES, CompileException, CUDADriverError, enqueue
 
 INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
 CACHE_DIR = Path(tempfile.gettempdir()) / "cuda_rnn_cudasim"
@@ -207,8 +207,6 @@ class RawKernel:
 
     @max_dynamic_shared_size_bytes.setter
     def max_dynamic_shared_size_bytes(self, value: int) -> None:
-        from .cuda import ATTRIBUTES
-
         limit = ATTRIBUTES["MaxSharedMemoryPerBlockOptin"]
         if not 0 <= value <= limit:
             raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: max dynamic shared memory "
@@ -256,8 +254,6 @@ class RawKernel:
                                   f"maximum of {self._max_dynamic_shared} (set "
                                   f"max_dynamic_shared_size_bytes first)")
         if self.cooperative:
-            from .cuda import ATTRIBUTES
-
             resident = self.blocks_per_sm(threads, shared_mem) * ATTRIBUTES["MultiProcessorCount"]
             if grid3[0] * grid3[1] * grid3[2] > resident:
                 raise CUDADriverError(f"CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: {self.name} "
