@@ -75,7 +75,8 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
                                            with_lengths: bool) -> None:
     import cupy
 
-    from cuda_rnn.cuda import persistent
+    from cuda_rnn.cuda import lstm, persistent, sequence
+    from cuda_rnn.cuda.common import Dims
 
     acc = np.float32
     s = 1 / np.sqrt(H)
@@ -99,9 +100,11 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     gates, tanh_c, y = (poisoned_like((T, B, 4 * H), dtype), poisoned_like((T, B, H), dtype),
                         poisoned_like((T, B, H), dtype))
     lengths_d = None if lengths is None else cupy.asarray(lengths, cupy.int32)
-    persistent.lstm_forward_persistent(fwd, cupy.asarray(xp.reshape(T, B, 4 * H), acc),
-                                       to_device(w_hh, dtype), lengths_d, h, c, gates, tanh_c,
-                                       y, allow_tf32)
+    w_hh_d = to_device(w_hh, dtype)
+    dims = Dims(T, B, H, H, dtype)
+    sequence.run_persistent(lstm.SPEC, fwd, {
+        "xp": cupy.asarray(xp.reshape(T, B, 4 * H), acc), "w_hh": w_hh_d, "lengths": lengths_d,
+        "h": h, "c": c, "gates": gates, "tanh_c": tanh_c, "y": y}, dims, allow_tf32)
     tol = TOLERANCE[(dtype, allow_tf32)]
     assert rel_err(host64(y), y_ref) < tol
     assert rel_err(host64(h[T]), h_ref) < tol
@@ -113,9 +116,9 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     ref = ref_lstm_backward(dy, dh_n, dc_n, cache)
     dh, dc = cupy.asarray(dh_n, acc), cupy.asarray(dc_n, acc)
     dgates = poisoned_like((T, B, 4 * H), dtype)
-    persistent.lstm_backward_persistent(bwd, to_device(w_hh, dtype), lengths_d, gates, c,
-                                        tanh_c, to_device(dy, dtype), dh, dc, dgates,
-                                        allow_tf32)
+    sequence.run_persistent(lstm.SPEC, bwd, {
+        "w_hh": w_hh_d, "lengths": lengths_d, "gates": gates, "c": c, "tanh_c": tanh_c,
+        "dy": to_device(dy, dtype), "dh": dh, "dc": dc, "dgates": dgates}, dims, allow_tf32)
     h_prev = host64(h[:T]).reshape(T * B, H)
     flat = host64(dgates).reshape(T * B, 4 * H)
     _, dh0_ref, dc0_ref, _, dw_hh_ref, _, _ = ref
@@ -133,7 +136,8 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
                                           with_lengths: bool) -> None:
     import cupy
 
-    from cuda_rnn.cuda import persistent
+    from cuda_rnn.cuda import gru, persistent, sequence
+    from cuda_rnn.cuda.common import Dims
 
     acc = np.float32
     s = 1 / np.sqrt(H)
@@ -155,9 +159,12 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     gates, hn, y = (poisoned_like((T, B, 3 * H), dtype), poisoned_like((T, B, H), dtype),
                     poisoned_like((T, B, H), dtype))
     lengths_d = None if lengths is None else cupy.asarray(lengths, cupy.int32)
-    persistent.gru_forward_persistent(fwd, cupy.asarray(xp.reshape(T, B, 3 * H), acc),
-                                      to_device(w_hh, dtype), cupy.asarray(b_hh, acc),
-                                      lengths_d, h, gates, hn, y, allow_tf32)
+    w_hh_d = to_device(w_hh, dtype)
+    dims = Dims(T, B, H, H, dtype)
+    sequence.run_persistent(gru.SPEC, fwd, {
+        "xp": cupy.asarray(xp.reshape(T, B, 3 * H), acc), "w_hh": w_hh_d,
+        "bh": cupy.asarray(b_hh, acc), "lengths": lengths_d, "h": h, "gates": gates, "hn": hn,
+        "y": y}, dims, allow_tf32)
     tol = TOLERANCE[(dtype, allow_tf32)]
     assert rel_err(host64(y), y_ref) < tol
     assert rel_err(host64(h[T]), h_ref) < tol
@@ -168,8 +175,9 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     ref = ref_gru_backward(dy, dh_n, cache)
     dh = cupy.asarray(dh_n, acc)
     dxp, dhp = poisoned_like((T, B, 3 * H), dtype), poisoned_like((T, B, 3 * H), dtype)
-    persistent.gru_backward_persistent(bwd, to_device(w_hh, dtype), lengths_d, h, gates, hn,
-                                       to_device(dy, dtype), dh, dxp, dhp, allow_tf32)
+    sequence.run_persistent(gru.SPEC, bwd, {
+        "w_hh": w_hh_d, "lengths": lengths_d, "h": h, "gates": gates, "hn": hn,
+        "dy": to_device(dy, dtype), "dh": dh, "dxp": dxp, "dhp": dhp}, dims, allow_tf32)
     h_prev = host64(h[:T]).reshape(T * B, H)
     flat_hp = host64(dhp).reshape(T * B, 3 * H)
     flat_xp = host64(dxp).reshape(T * B, 3 * H)

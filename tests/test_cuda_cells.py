@@ -157,3 +157,15 @@ def test_mismatched_state_shape_names_the_argument(rng: np.random.Generator) -> 
     with pytest.raises(ValueError, match=r"c0: expected shape \(3, 5\), got \(3, 4\)"):
         lstm.lstm_forward(d["x"], d["h0"], d["c0"][:, :4], d["w_ih"], d["w_hh"],
                           d["b_ih"], d["b_hh"])
+
+
+def test_backward_rejects_the_cache_of_another_cell(rng: np.random.Generator) -> None:
+    from cuda_rnn.cuda import gru, lstm
+    from cuda_rnn.cuda.testing import to_device
+
+    p = _problem(rng, "gru", (2, 3, 4, 5), True, False)
+    d = {k: to_device(v, "float32")[0] for k, v in p.items() if k != "lengths"}
+    y, _, cache = gru.gru_forward(d["x"], d["h0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
+    with pytest.raises(ValueError,
+                       match="cache: expected one from lstm_forward, got one from gru_forward"):
+        lstm.lstm_backward(y, None, None, cache)

@@ -1,9 +1,12 @@
 """The cells on the GPU: the same functions as :mod:`cuda_rnn.reference`, on CuPy arrays.
 
 Each module (rnn, lstm, gru) exposes ``<cell>_forward`` and ``<cell>_backward`` with the
-signatures of its NumPy twin (plus a keyword ``name`` for the NVTX range) and owns the
-launches of its kernels_cu/<cell>.cu. This package imports without CuPy; the functions
-import it when called.
+signatures of its NumPy twin (plus keywords ``name``, ``algo`` and ``graphs``) and describes
+its kernels (kernels_cu/<cell>.cu and the persistent headers) in a
+:class:`~cuda_rnn.cuda.cellspec.CellSpec`: the buffers they use and the order of their
+arguments. :mod:`cuda_rnn.cuda.sequence` runs any spec, so the step loops, the graph capture
+and the GEMMs around them are written once. This package imports without CuPy; the
+functions import it when called.
 
 Storage dtypes (see :mod:`cuda_rnn.cuda.dtypes`): float16, bfloat16, float32, float64.
 """

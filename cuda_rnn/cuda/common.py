@@ -173,12 +173,12 @@ def backward_gemms(d_input: Any, d_recurrent: Any, cache: Any,
     ``d_input`` and ``d_recurrent`` are the (T, B, G*H) gradients with respect to the input
     projection and to the recurrent projection: one array for the LSTM and the RNN, two for
     the GRU (whose reset gate scales only the recurrent side). ``cache`` is the forward's
-    cache (any cell: it has x, w_ih, h, has_bias and dims). Returns (dx, dW_ih, dW_hh, db_ih,
-    db_hh), the biases None without bias.
+    :class:`~cuda_rnn.cuda.sequence.SequenceCache`. Returns (dx, dW_ih, dW_hh, db_ih, db_hh),
+    the biases None without bias.
     """
     dims = cache.dims
     dw_ih, dx = input_gradients(d_input, cache.x, cache.w_ih, dims, op)
-    dw_hh = recurrent_weight_gradient(d_recurrent, cache.h[:dims.T], dims, op)
+    dw_hh = recurrent_weight_gradient(d_recurrent, cache.saved["h"][:dims.T], dims, op)
     if not cache.has_bias:
         return dx, dw_ih, dw_hh, None, None
     db_ih = bias_gradient(d_input, dims, op)

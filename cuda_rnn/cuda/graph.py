@@ -1,6 +1,6 @@
 """The "graph" algorithm: a step loop captured once per shape into a CUDA graph and replayed.
 
-The step loops of cuda/{rnn,lstm,gru}.py only launch work on buffers allocated before them
+The step loops of cuda/sequence.py only launch work on buffers allocated before them
 (no allocation, no host synchronisation inside), so they can be recorded with
 ``cupy.cuda.Stream.begin_capture`` / ``end_capture`` into a ``cupy.cuda.Graph``. A graph
 replays fixed device addresses, so each captured loop owns its buffers: a :class:`GraphCache`
@@ -14,24 +14,10 @@ compiles kernels and creates library handles outside the capture), then captures
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 Buffers = dict[str, Any]
-W = TypeVar("W")
-
-
-def workspace_buffers(workspace: Any, **extra: Any) -> Buffers:
-    """The arrays of a workspace dataclass by field name, plus ``extra`` named arrays (views
-    such as ``h0=ws.h[0]`` let an input be copied straight into part of a buffer)."""
-    buffers = {f.name: getattr(workspace, f.name) for f in fields(workspace)}
-    buffers.update(extra)
-    return buffers
-
-
-def from_buffers(cls: type[W], buffers: Buffers) -> W:
-    """The workspace dataclass ``cls`` over the static buffers of its field names."""
-    return cls(**{f.name: buffers[f.name] for f in fields(cls)})
 
 
 @dataclass

@@ -1,0 +1,236 @@
+"""One layer-direction of any cell on the GPU, forward and BPTT, run from its :class:`CellSpec`.
+
+Forward: one GEMM projects the input of all steps (Xp = x W_ih^T + bias), then the step loop
+of ``algo`` (see :mod:`cuda_rnn.cuda.algo`):
+
+- "alternating": per step one GEMM h_{t-1} W_hh^T into the preallocated Hp and one launch of
+  ``<cell>_forward_pointwise``;
+- "graph": that loop captured once per shape into a CUDA graph held by the caller's
+  :class:`~cuda_rnn.cuda.graph.GraphCache` and replayed on its static buffers (inputs copied
+  in, outputs copied out, so results are fresh arrays);
+- "persistent": one cooperative launch of ``<cell>_forward_persistent`` runs every step.
+
+Backward mirrors it in reverse time: per step one launch of ``<cell>_backward_pointwise`` and
+one GEMM dh += dG_t W_hh (or the captured loop, or one persistent launch), then GEMMs over all
+steps for dx, dW_ih, dW_hh and the bias gradients. The step loops only launch work on buffers
+allocated before them: no allocation and no host synchronisation inside, so they can be
+captured.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..kernels import get_kernel
+from ..profiling import nvtx_range
+from . import persistent
+from .algo import check_step_loop, tf32_allowed
+from .blas import GemmPlan
+from .cellspec import Buffers, CellSpec
+from .common import (
+    Dims,
+    acc_state,
+    backward_gemms,
+    check_dy,
+    check_inputs,
+    contiguous,
+    input_projection,
+    step_lengths,
+    summed_bias,
+    time_steps,
+)
+from .dtypes import acc_dtype, cast, to_acc
+from .errors import device_errors
+from .graph import GraphCache
+from .launch import BLOCK, launch, pointwise_grid
+
+
+class SequenceCache(NamedTuple):
+    """What :func:`backward` needs from a :func:`forward` call (opaque to the layers).
+
+    saved : the spec's saved buffers by name (fresh arrays, whichever ``algo`` ran).
+    """
+
+    spec: CellSpec
+    x: Any
+    w_ih: Any
+    w_hh: Any
+    lengths: Any
+    saved: dict[str, Any]
+    has_bias: bool
+    dims: Dims
+
+
+def _tail(spec: CellSpec, dims: Dims) -> tuple[np.int32, ...]:
+    return (np.int32(dims.B), np.int32(dims.H), *map(np.int32, spec.extra_args))
+
+
+def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
+    """The forward step loop: per step one GEMM and one pointwise launch, nothing else."""
+    T, B, _, H, dtype = dims
+    kernel = get_kernel(f"{spec.cell}.cu", f"{spec.cell}_forward_pointwise", dtype)
+    what = spec.describe_kernel("forward", dims)
+    h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
+    gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
+    h_step = B * H * h.itemsize
+    arrays, tail = tuple(buffers[n] for n in spec.forward_args), _tail(spec, dims)
+    grid, block = pointwise_grid(B * H), (BLOCK,)
+    for t in time_steps(T, name):
+        gemm(h.data.ptr + t * h_step, w_hh.data.ptr, hp.data.ptr)
+        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
+
+
+def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
+    """The backward step loop: per step (reversed) one pointwise launch and one GEMM."""
+    T, B, _, H, dtype = dims
+    kernel = get_kernel(f"{spec.cell}.cu", f"{spec.cell}_backward_pointwise", dtype)
+    what = spec.describe_kernel("backward", dims)
+    recurrent = spec.grads[1]
+    dg, w_hh, dh = buffers[recurrent], buffers["w_hh"], buffers["dh"]
+    gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
+    g_step = B * spec.gates * H * dg.itemsize
+    arrays, tail = tuple(buffers[n] for n in spec.backward_args), _tail(spec, dims)
+    grid, block = pointwise_grid(B * H), (BLOCK,)
+    for t in time_steps(T, name, reverse=True):
+        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
+        gemm(dg.data.ptr + t * g_step, w_hh.data.ptr, dh.data.ptr)
+
+
+def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buffers,
+                   dims: Dims, allow_tf32: bool) -> None:
+    """Every step of ``plan.direction`` in one cooperative launch of the cell's persistent
+    kernel; backward updates the state gradients in place (they enter as dL/d(state)_T and
+    leave as dL/d(state)_0)."""
+    names = (spec.persistent_forward_args if plan.direction == "forward"
+             else spec.persistent_backward_args)
+    sizes = (np.int32(dims.T), np.int32(dims.B), np.int32(dims.H))
+    persistent.launch(plan, tuple(buffers[n] for n in names) + sizes, allow_tf32)
+
+
+def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
+                       dims: Dims, op: str) -> Buffers:
+    """Xp (and the GRU's b_hh buffer "bh", zeros without bias) for one forward call."""
+    import cupy
+
+    if not spec.bias_in_kernel:
+        return {"xp": input_projection(x, w_ih, summed_bias(b_ih, b_hh), dims, spec.gates, op)}
+    bias_ih = None if b_ih is None else to_acc(b_ih)
+    bh = (cupy.zeros((spec.gates * dims.H,), acc_dtype(dims.dtype)) if b_hh is None
+          else to_acc(b_hh))
+    return {"xp": input_projection(x, w_ih, bias_ih, dims, spec.gates, op), "bh": bh}
+
+
+def forward(
+    spec: CellSpec,
+    x: Any,
+    states: Sequence[Any],
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    lengths: Any,
+    *,
+    name: str,
+    algo: str,
+    graphs: GraphCache | None,
+) -> tuple[Any, tuple[Any, ...], SequenceCache]:
+    """Run one layer-direction of ``spec``'s cell over a time-major sequence.
+
+    ``states`` are the initial states in the order of ``spec.states``; the other arguments are
+    those of :func:`cuda_rnn.cuda.lstm.lstm_forward`. Returns y, the final states (fresh
+    arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
+    """
+    check_step_loop(algo, graphs, spec.cell)
+    initial = {f"{s}0": state for s, state in zip(spec.states, states)}
+    dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates)
+    plan = (persistent.require_plan(spec.cell, "forward", dims.H, dims.B, dims.dtype)
+            if algo == "persistent" else None)
+    op = f"{spec.cell}_forward"
+    with nvtx_range(name), device_errors(dims.describe(op)):
+        x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
+        inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
+                  **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
+        if algo == "graph":
+            out = graphs.run(spec.key("forward", dims),
+                             lambda: _static_forward_buffers(spec, dims, f"{op} graph"),
+                             lambda buffers: run_forward_steps(spec, buffers, dims, name),
+                             {**inputs, **initial}, ("y",) + spec.saved)
+        else:
+            out = {**spec.allocate(
+                [n for n in spec.names("forward") if n not in inputs], dims, op), **inputs}
+            for s in spec.states:
+                out[s][0] = initial[f"{s}0"]
+            if plan is not None:
+                run_persistent(spec, plan, out, dims, tf32_allowed())
+            else:
+                run_forward_steps(spec, out, dims, name)
+        finals = tuple(out[s][dims.T].copy() for s in spec.states)
+    cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"],
+                          {n: out[n] for n in spec.saved}, b_ih is not None, dims)
+    return out["y"], finals, cache
+
+
+def _static_forward_buffers(spec: CellSpec, dims: Dims, op: str) -> Buffers:
+    """A captured forward loop's buffers, with views "h0" (, "c0") on row 0 of each state so
+    that the initial states are copied straight in."""
+    buffers = spec.allocate(spec.names("forward"), dims, op)
+    buffers.update({f"{s}0": buffers[s][0] for s in spec.states})
+    return buffers
+
+
+def backward(
+    cell: str,
+    dy: Any,
+    dstates: Sequence[Any],
+    cache: SequenceCache,
+    *,
+    name: str,
+    algo: str,
+    graphs: GraphCache | None,
+) -> tuple[Any, tuple[Any, ...], Any, Any, Any, Any]:
+    """Backpropagate through time over the sequence of the matching :func:`forward`.
+
+    ``cell`` is the cell the caller expects the cache to be of; ``dstates`` are the gradients
+    with respect to the final states (None: zeros) in the order of ``spec.states``. Returns
+    dx, the gradients with respect to the initial states, dW_ih, dW_hh, db_ih and db_hh (the
+    biases None without bias), all fresh, in the storage dtype.
+
+    Raises
+    ------
+    ValueError
+        For a cache of another cell, a dy that does not match the forward, or an ``algo``
+        that cannot run.
+    """
+    spec, dims = cache.spec, cache.dims
+    if spec.cell != cell:
+        raise ValueError(f"cache: expected one from {cell}_forward, "
+                         f"got one from {spec.cell}_forward")
+    check_step_loop(algo, graphs, cell)
+    check_dy(dy, dims, cache.x.dtype)
+    plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
+            if algo == "persistent" else None)
+    op = f"{cell}_backward"
+    state_grads = tuple(f"d{s}" for s in spec.states)
+    with nvtx_range(name), device_errors(dims.describe(op)):
+        (dy,) = contiguous(dy)
+        names = spec.names("backward")
+        inputs = {n: cache.saved[n] for n in names if n in cache.saved}
+        inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
+        inputs.update({g: acc_state(d, dims) for g, d in zip(state_grads, dstates)})
+        if algo == "graph":
+            out = graphs.run(spec.key("backward", dims),
+                             lambda: spec.allocate(names, dims, f"{op} graph"),
+                             lambda buffers: run_backward_steps(spec, buffers, dims, name),
+                             inputs, tuple(dict.fromkeys(spec.grads)) + state_grads)
+        else:
+            out = {**spec.allocate([n for n in names if n not in inputs], dims, op), **inputs}
+            if plan is not None:
+                run_persistent(spec, plan, out, dims, tf32_allowed())
+            else:
+                run_backward_steps(spec, out, dims, name)
+        d_input, d_recurrent = (out[g] for g in spec.grads)
+        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(d_input, d_recurrent, cache, op)
+        d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
+    return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh
