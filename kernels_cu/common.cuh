@@ -4,8 +4,8 @@
 //   __nv_bfloat16 and float; double for double.
 // - load / store: storage <-> accumulator conversion (round to nearest even on store).
 // - sigmoid / tanh that stay finite and accurate for every finite input.
-// - the index helpers of the pointwise launch shape: one thread per (batch row b, hidden
-//   unit j), element e = b * H + j, 1-D grid of 1-D blocks.
+// - StepElement: the indices of the pointwise launch shape, one thread per (batch row b,
+//   hidden unit j), element e = b * H + j, 1-D grid of 1-D blocks.
 //
 // Included textually by cuda_rnn/kernels.py (which inlines it with #line markers), so the
 // NVRTC log names this file and line on an error.
@@ -60,8 +60,35 @@ __device__ __forceinline__ double sigmoid(double x) {
 __device__ __forceinline__ float tanh_(float x) { return tanhf(x); }
 __device__ __forceinline__ double tanh_(double x) { return tanh(x); }
 
-__device__ __forceinline__ size_t element_index() {
-    return static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+// Thread (b, j) of a pointwise launch at step t, and where it reads and writes in each
+// layout, for a cell with `gates` gate blocks of H units (n = B * H):
+//   [B][H]            index e = b * H + j
+//   [T][B][H]         index here; in a [T+1][B][H] state array, here is row t, here + n row t+1
+//   [T][B][gates*H]   gate(k): gate block k of unit j at step t
+//   [B][gates*H]      hgate(k): gate block k of unit j (this step's recurrent projection)
+struct StepElement {
+    size_t e, n, here, row, hrow;
+    int b, j, H;
+    __device__ __forceinline__ bool in_range() const { return e < n; }
+    __device__ __forceinline__ size_t gate(int k) const {
+        return row + static_cast<size_t>(k) * H + j;
+    }
+    __device__ __forceinline__ size_t hgate(int k) const {
+        return hrow + static_cast<size_t>(k) * H + j;
+    }
+};
+
+__device__ __forceinline__ StepElement step_element(int t, int B, int H, int gates) {
+    StepElement s;
+    s.e = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    s.n = static_cast<size_t>(B) * H;
+    s.b = static_cast<int>(s.e / H);
+    s.j = static_cast<int>(s.e % H);
+    s.H = H;
+    s.here = static_cast<size_t>(t) * s.n + s.e;
+    s.hrow = static_cast<size_t>(s.b) * gates * H;
+    s.row = static_cast<size_t>(t) * s.n * gates + s.hrow;
+    return s;
 }
 
 // PackedSequence semantics: step t of sequence b is real while t < lengths[b].

@@ -37,32 +37,25 @@ __global__ void gru_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                       T* __restrict__ hn, const int* __restrict__ lengths,
                                       int t, int B, int H) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const int j = static_cast<int>(e % H);
-    const size_t G = 3 * static_cast<size_t>(H);
-    const size_t row = static_cast<size_t>(t) * n * 3 + b * G;
-    const size_t hrow = b * G;
-    const A r = sigmoid(xp[row + j] + hp[hrow + j] + bh[j]);
-    const A z = sigmoid(xp[row + H + j] + hp[hrow + H + j] + bh[H + j]);
-    const A hn_v = hp[hrow + 2 * H + j] + bh[2 * H + j];
-    const A nv = tanh_(xp[row + 2 * H + j] + r * hn_v);
-    const size_t prev = static_cast<size_t>(t) * n + e;
-    const size_t next = prev + n;
-    const A h_prev = load(h, prev);
+    const StepElement s = step_element(t, B, H, 3);
+    if (!s.in_range()) return;
+    const A r = sigmoid(xp[s.gate(0)] + hp[s.hgate(0)] + bh[s.j]);
+    const A z = sigmoid(xp[s.gate(1)] + hp[s.hgate(1)] + bh[H + s.j]);
+    const A hn_v = hp[s.hgate(2)] + bh[2 * H + s.j];
+    const A nv = tanh_(xp[s.gate(2)] + r * hn_v);
+    const A h_prev = load(h, s.here);
     const A h_new = nv + z * (h_prev - nv);
-    store(gates, row + j, r);
-    store(gates, row + H + j, z);
-    store(gates, row + 2 * H + j, nv);
-    store(hn, prev, hn_v);
-    if (step_valid(lengths, b, t)) {
+    store(gates, s.gate(0), r);
+    store(gates, s.gate(1), z);
+    store(gates, s.gate(2), nv);
+    store(hn, s.here, hn_v);
+    const size_t next = s.here + s.n;
+    if (step_valid(lengths, s.b, t)) {
         store(h, next, h_new);
-        store(y, prev, h_new);
+        store(y, s.here, h_new);
     } else {
-        h[next] = h[prev];
-        store(y, prev, A(0));
+        h[next] = h[s.here];
+        store(y, s.here, A(0));
     }
 }
 
@@ -73,33 +66,27 @@ __global__ void gru_backward_pointwise(const T* __restrict__ gates, const T* __r
                                        T* __restrict__ dhp, const int* __restrict__ lengths,
                                        int t, int B, int H) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const int j = static_cast<int>(e % H);
-    const size_t G = 3 * static_cast<size_t>(H);
-    const size_t row = static_cast<size_t>(t) * n * 3 + b * G;
-    const size_t here = static_cast<size_t>(t) * n + e;
-    if (!step_valid(lengths, b, t)) {
+    const StepElement s = step_element(t, B, H, 3);
+    if (!s.in_range()) return;
+    if (!step_valid(lengths, s.b, t)) {
         for (int k = 0; k < 3; ++k) {
-            store(dxp, row + k * H + j, A(0));
-            store(dhp, row + k * H + j, A(0));
+            store(dxp, s.gate(k), A(0));
+            store(dhp, s.gate(k), A(0));
         }
         return;
     }
-    const A r = load(gates, row + j);
-    const A z = load(gates, row + H + j);
-    const A nv = load(gates, row + 2 * H + j);
-    const A dh_new = dh[e] + load(dy, here);
+    const A r = load(gates, s.gate(0));
+    const A z = load(gates, s.gate(1));
+    const A nv = load(gates, s.gate(2));
+    const A dh_new = dh[s.e] + load(dy, s.here);
     const A dn = dh_new * (A(1) - z) * (A(1) - nv * nv);
-    const A dz = dh_new * (load(h, here) - nv) * z * (A(1) - z);
-    const A dr = dn * load(hn, here) * r * (A(1) - r);
-    store(dxp, row + j, dr);
-    store(dxp, row + H + j, dz);
-    store(dxp, row + 2 * H + j, dn);
-    store(dhp, row + j, dr);
-    store(dhp, row + H + j, dz);
-    store(dhp, row + 2 * H + j, dn * r);
-    dh[e] = dh_new * z;
+    const A dz = dh_new * (load(h, s.here) - nv) * z * (A(1) - z);
+    const A dr = dn * load(hn, s.here) * r * (A(1) - r);
+    store(dxp, s.gate(0), dr);
+    store(dxp, s.gate(1), dz);
+    store(dxp, s.gate(2), dn);
+    store(dhp, s.gate(0), dr);
+    store(dhp, s.gate(1), dz);
+    store(dhp, s.gate(2), dn * r);
+    dh[s.e] = dh_new * z;
 }

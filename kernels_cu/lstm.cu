@@ -40,37 +40,29 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                        T* __restrict__ tanh_c,
                                        const int* __restrict__ lengths, int t, int B, int H) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const int j = static_cast<int>(e % H);
-    const size_t G = 4 * static_cast<size_t>(H);
-    const size_t row = static_cast<size_t>(t) * n * 4 + b * G;  // this step's gate row in xp
-    const size_t hrow = b * G;
-    const A i = sigmoid(xp[row + j] + hp[hrow + j]);
-    const A f = sigmoid(xp[row + H + j] + hp[hrow + H + j]);
-    const A g = tanh_(xp[row + 2 * H + j] + hp[hrow + 2 * H + j]);
-    const A o = sigmoid(xp[row + 3 * H + j] + hp[hrow + 3 * H + j]);
-    const size_t prev = static_cast<size_t>(t) * n + e;
-    const size_t next = prev + n;
-    const A c_prev = load(c, prev);
-    const A c_new = f * c_prev + i * g;
+    const StepElement s = step_element(t, B, H, 4);
+    if (!s.in_range()) return;
+    const A i = sigmoid(xp[s.gate(0)] + hp[s.hgate(0)]);
+    const A f = sigmoid(xp[s.gate(1)] + hp[s.hgate(1)]);
+    const A g = tanh_(xp[s.gate(2)] + hp[s.hgate(2)]);
+    const A o = sigmoid(xp[s.gate(3)] + hp[s.hgate(3)]);
+    const A c_new = f * load(c, s.here) + i * g;
     const A tc = tanh_(c_new);
     const A h_new = o * tc;
-    store(gates, row + j, i);
-    store(gates, row + H + j, f);
-    store(gates, row + 2 * H + j, g);
-    store(gates, row + 3 * H + j, o);
-    store(tanh_c, prev, tc);
-    if (step_valid(lengths, b, t)) {
+    store(gates, s.gate(0), i);
+    store(gates, s.gate(1), f);
+    store(gates, s.gate(2), g);
+    store(gates, s.gate(3), o);
+    store(tanh_c, s.here, tc);
+    const size_t next = s.here + s.n;
+    if (step_valid(lengths, s.b, t)) {
         store(c, next, c_new);
         store(h, next, h_new);
-        store(y, prev, h_new);
+        store(y, s.here, h_new);
     } else {
-        c[next] = c[prev];
-        h[next] = h[prev];
-        store(y, prev, A(0));
+        c[next] = c[s.here];
+        h[next] = h[s.here];
+        store(y, s.here, A(0));
     }
 }
 
@@ -81,36 +73,24 @@ __global__ void lstm_backward_pointwise(const T* __restrict__ gates, const T* __
                                         T* __restrict__ dgates,
                                         const int* __restrict__ lengths, int t, int B, int H) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const int j = static_cast<int>(e % H);
-    const size_t G = 4 * static_cast<size_t>(H);
-    const size_t row = static_cast<size_t>(t) * n * 4 + b * G;
-    const size_t here = static_cast<size_t>(t) * n + e;
-    const A dh_in = dh[e];
-    const A dc_in = dc[e];
-    if (!step_valid(lengths, b, t)) {
+    const StepElement s = step_element(t, B, H, 4);
+    if (!s.in_range()) return;
+    if (!step_valid(lengths, s.b, t)) {
         // The state was copied through this step: its gradient passes back untouched.
-        store(dgates, row + j, A(0));
-        store(dgates, row + H + j, A(0));
-        store(dgates, row + 2 * H + j, A(0));
-        store(dgates, row + 3 * H + j, A(0));
+        for (int k = 0; k < 4; ++k) store(dgates, s.gate(k), A(0));
         return;
     }
-    const A i = load(gates, row + j);
-    const A f = load(gates, row + H + j);
-    const A g = load(gates, row + 2 * H + j);
-    const A o = load(gates, row + 3 * H + j);
-    const A tc = load(tanh_c, here);
-    const A c_prev = load(c, here);
-    const A dh_new = dh_in + load(dy, here);
-    const A dc_new = dc_in + dh_new * o * (A(1) - tc * tc);
-    store(dgates, row + j, dc_new * g * i * (A(1) - i));
-    store(dgates, row + H + j, dc_new * c_prev * f * (A(1) - f));
-    store(dgates, row + 2 * H + j, dc_new * i * (A(1) - g * g));
-    store(dgates, row + 3 * H + j, dh_new * tc * o * (A(1) - o));
-    dc[e] = dc_new * f;
-    dh[e] = A(0);
+    const A i = load(gates, s.gate(0));
+    const A f = load(gates, s.gate(1));
+    const A g = load(gates, s.gate(2));
+    const A o = load(gates, s.gate(3));
+    const A tc = load(tanh_c, s.here);
+    const A dh_new = dh[s.e] + load(dy, s.here);
+    const A dc_new = dc[s.e] + dh_new * o * (A(1) - tc * tc);
+    store(dgates, s.gate(0), dc_new * g * i * (A(1) - i));
+    store(dgates, s.gate(1), dc_new * load(c, s.here) * f * (A(1) - f));
+    store(dgates, s.gate(2), dc_new * i * (A(1) - g * g));
+    store(dgates, s.gate(3), dh_new * tc * o * (A(1) - o));
+    dc[s.e] = dc_new * f;
+    dh[s.e] = A(0);
 }

@@ -42,19 +42,17 @@ __global__ void rnn_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                       const int* __restrict__ lengths, int t, int B, int H,
                                       int nonlinearity) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const size_t here = static_cast<size_t>(t) * n + e;
-    const A a = activate(xp[here] + hp[e], nonlinearity);
-    store(act, here, a);
-    if (step_valid(lengths, b, t)) {
-        store(h, here + n, a);
-        store(y, here, a);
+    const StepElement s = step_element(t, B, H, 1);
+    if (!s.in_range()) return;
+    const A a = activate(xp[s.here] + hp[s.e], nonlinearity);
+    store(act, s.here, a);
+    const size_t next = s.here + s.n;
+    if (step_valid(lengths, s.b, t)) {
+        store(h, next, a);
+        store(y, s.here, a);
     } else {
-        h[here + n] = h[here];
-        store(y, here, A(0));
+        h[next] = h[s.here];
+        store(y, s.here, A(0));
     }
 }
 
@@ -64,16 +62,13 @@ __global__ void rnn_backward_pointwise(const T* __restrict__ act, const T* __res
                                        const int* __restrict__ lengths, int t, int B, int H,
                                        int nonlinearity) {
     using A = acc_t<T>;
-    const size_t e = element_index();
-    const size_t n = static_cast<size_t>(B) * H;
-    if (e >= n) return;
-    const int b = static_cast<int>(e / H);
-    const size_t here = static_cast<size_t>(t) * n + e;
-    if (!step_valid(lengths, b, t)) {
-        store(da, here, A(0));
+    const StepElement s = step_element(t, B, H, 1);
+    if (!s.in_range()) return;
+    if (!step_valid(lengths, s.b, t)) {
+        store(da, s.here, A(0));
         return;
     }
-    const A dh_new = dh[e] + load(dy, here);
-    store(da, here, dh_new * derivative(load(act, here), nonlinearity));
-    dh[e] = A(0);
+    const A dh_new = dh[s.e] + load(dy, s.here);
+    store(da, s.here, dh_new * derivative(load(act, s.here), nonlinearity));
+    dh[s.e] = A(0);
 }
