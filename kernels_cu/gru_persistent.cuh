@@ -65,31 +65,27 @@ gru_forward_persistent(const cuda_rnn::acc_t<T>* __restrict__ xp,
         p::recurrent_product(sh.resident, ldw, rows, hseq + t * bh, hidden, batch, hidden,
                              sh.stage, lds, chunk, sh.red, ldr, ksplit, true, !allow_tf32);
         for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            const int u = slice.u0 + j;
-            const size_t row3 = (static_cast<size_t>(t) * batch + b) * 3 * hidden;
+            const p::UnitElement s = p::unit_element(i, slice, t, batch, hidden, 3);
             float hp[3];
 #pragma unroll
             for (int q = 0; q < 3; ++q) {
-                hp[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + j, b) +
-                        (b_hh != nullptr ? load(b_hh, q * hidden + u) : 0.0f);
+                hp[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + s.j, s.b) +
+                        (b_hh != nullptr ? load(b_hh, q * hidden + s.u) : 0.0f);
             }
-            const float r = sigmoid(load(xp, row3 + u) + hp[0]);
-            const float z = sigmoid(load(xp, row3 + hidden + u) + hp[1]);
-            const float n = tanh_(load(xp, row3 + 2 * hidden + u) + r * hp[2]);
-            const float h_prev = h_state[j * batch + b];
+            const float r = sigmoid(load(xp, s.gate(0)) + hp[0]);
+            const float z = sigmoid(load(xp, s.gate(1)) + hp[1]);
+            const float n = tanh_(load(xp, s.gate(2)) + r * hp[2]);
+            const float h_prev = h_state[s.local];
             const float h_new = n + z * (h_prev - n);
-            store(gates, row3 + u, r);
-            store(gates, row3 + hidden + u, z);
-            store(gates, row3 + 2 * hidden + u, n);
-            const size_t e = t * bh + static_cast<size_t>(b) * hidden + u;
-            store(hn, e, hp[2]);
-            const bool real = lengths == nullptr || t < lengths[b];
+            store(gates, s.gate(0), r);
+            store(gates, s.gate(1), z);
+            store(gates, s.gate(2), n);
+            store(hn, s.e, hp[2]);
+            const bool real = lengths == nullptr || t < lengths[s.b];
             const float h_keep = real ? h_new : h_prev;
-            h_state[j * batch + b] = h_keep;
-            store(hseq, e + bh, h_keep);
-            if (y != nullptr) store(y, e, real ? h_new : 0.0f);
+            h_state[s.local] = h_keep;
+            store(hseq, s.e + bh, h_keep);
+            if (y != nullptr) store(y, s.e, real ? h_new : 0.0f);
         }
         grid.sync();
     }
@@ -124,41 +120,29 @@ gru_backward_persistent(const T* __restrict__ w_hh, const int* __restrict__ leng
     for (int t = steps - 1; t >= 0; --t) {
         T* dhp_t = dhp + t * bh * 3;
         for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            const int u = slice.u0 + j;
-            const size_t e = t * bh + static_cast<size_t>(b) * hidden + u;
-            const size_t row3 = (static_cast<size_t>(t) * batch + b) * 3 * hidden;
-            const bool real = lengths == nullptr || t < lengths[b];
-            const float dh_in = dh_state[j * batch + b];
-            const float dy_v = dy != nullptr ? load(dy, e) : 0.0f;
+            const p::UnitElement s = p::unit_element(i, slice, t, batch, hidden, 3);
+            const bool real = lengths == nullptr || t < lengths[s.b];
+            const float dh_in = dh_state[s.local];
+            const float dy_v = dy != nullptr ? load(dy, s.e) : 0.0f;
             const float dh = real ? dh_in + dy_v : 0.0f;
-            const float r = load(gates, row3 + u);
-            const float z = load(gates, row3 + hidden + u);
-            const float n = load(gates, row3 + 2 * hidden + u);
-            const float h_prev = load(hseq, e);
+            const float r = load(gates, s.gate(0));
+            const float z = load(gates, s.gate(1));
+            const float n = load(gates, s.gate(2));
             const float dn = dh * (1.0f - z) * (1.0f - n * n);
-            const float dz = dh * (h_prev - n) * z * (1.0f - z);
-            const float dr = dn * load(hn, e) * r * (1.0f - r);
-            store(dxp, row3 + u, dr);
-            store(dxp, row3 + hidden + u, dz);
-            store(dxp, row3 + 2 * hidden + u, dn);
-            const size_t d_row = static_cast<size_t>(b) * 3 * hidden;
-            store(dhp_t, d_row + u, dr);
-            store(dhp_t, d_row + hidden + u, dz);
-            store(dhp_t, d_row + 2 * hidden + u, dn * r);
-            direct[j * batch + b] = dh * z + (real ? 0.0f : dh_in);
+            const float dz = dh * (load(hseq, s.e) - n) * z * (1.0f - z);
+            const float dr = dn * load(hn, s.e) * r * (1.0f - r);
+            store(dxp, s.gate(0), dr);
+            store(dxp, s.gate(1), dz);
+            store(dxp, s.gate(2), dn);
+            store(dhp, s.gate(0), dr);
+            store(dhp, s.gate(1), dz);
+            store(dhp, s.gate(2), dn * r);
+            direct[s.local] = dh * z + (real ? 0.0f : dh_in);
         }
         grid.sync();
         p::recurrent_product(sh.resident, ldw, hs, dhp_t, 3 * hidden, batch, 3 * hidden,
                              sh.stage, lds, chunk, sh.red, ldr, ksplit, false, !allow_tf32);
-        for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            dh_state[j * batch + b] =
-                p::reduced(sh.red, ldr, mpad, ksplit, b, j) + direct[j * batch + b];
-        }
-        __syncthreads();
+        p::finish_state_gradient(sh.red, ldr, mpad, ksplit, slice, batch, direct, dh_state);
     }
     p::store_state(dh_state, batch, hidden, slice, dh0);
 }

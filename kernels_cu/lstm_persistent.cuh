@@ -65,41 +65,36 @@ lstm_forward_persistent(const cuda_rnn::acc_t<T>* __restrict__ xp, const T* __re
     __syncthreads();
 
     for (int t = 0; t < steps; ++t) {
-        const T* h_prev = hseq + t * bh;
-        p::recurrent_product(sh.resident, ldw, rows, h_prev, hidden, batch, hidden, sh.stage,
-                             lds, chunk, sh.red, ldr, ksplit, true, !allow_tf32);
+        p::recurrent_product(sh.resident, ldw, rows, hseq + t * bh, hidden, batch, hidden,
+                             sh.stage, lds, chunk, sh.red, ldr, ksplit, true, !allow_tf32);
         for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            const int u = slice.u0 + j;
-            const size_t row4 = (static_cast<size_t>(t) * batch + b) * 4 * hidden;
+            const p::UnitElement s = p::unit_element(i, slice, t, batch, hidden, 4);
             float a[4];
 #pragma unroll
             for (int q = 0; q < 4; ++q) {
-                a[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + j, b) +
-                       load(xp, row4 + q * hidden + u);
+                a[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + s.j, s.b) +
+                       load(xp, s.gate(q));
             }
             const float ig = sigmoid(a[0]);
             const float fg = sigmoid(a[1]);
             const float gg = tanh_(a[2]);
             const float og = sigmoid(a[3]);
-            const float c_prev = c_state[j * batch + b];
+            const float c_prev = c_state[s.local];
             const float c_new = fg * c_prev + ig * gg;
             const float tc = tanh_(c_new);
             const float h_new = og * tc;
-            store(gates, row4 + u, ig);
-            store(gates, row4 + hidden + u, fg);
-            store(gates, row4 + 2 * hidden + u, gg);
-            store(gates, row4 + 3 * hidden + u, og);
-            const size_t e = t * bh + static_cast<size_t>(b) * hidden + u;
-            store(tanh_c, e, tc);
-            const bool real = lengths == nullptr || t < lengths[b];
-            const float h_keep = real ? h_new : p::load_l2(h_prev + e - t * bh);
+            store(gates, s.gate(0), ig);
+            store(gates, s.gate(1), fg);
+            store(gates, s.gate(2), gg);
+            store(gates, s.gate(3), og);
+            store(tanh_c, s.e, tc);
+            const bool real = lengths == nullptr || t < lengths[s.b];
+            const float h_keep = real ? h_new : p::load_l2(hseq + s.e);
             const float c_keep = real ? c_new : c_prev;
-            c_state[j * batch + b] = c_keep;
-            store(hseq, e + bh, h_keep);
-            store(cseq, e + bh, c_keep);
-            if (y != nullptr) store(y, e, real ? h_new : 0.0f);
+            c_state[s.local] = c_keep;
+            store(hseq, s.e + bh, h_keep);
+            store(cseq, s.e + bh, c_keep);
+            if (y != nullptr) store(y, s.e, real ? h_new : 0.0f);
         }
         grid.sync();
     }
@@ -136,41 +131,29 @@ lstm_backward_persistent(const T* __restrict__ w_hh, const int* __restrict__ len
     for (int t = steps - 1; t >= 0; --t) {
         T* dg_t = dgates + t * bh * 4;
         for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            const int u = slice.u0 + j;
-            const size_t e = t * bh + static_cast<size_t>(b) * hidden + u;
-            const size_t row4 = (static_cast<size_t>(t) * batch + b) * 4 * hidden;
-            const bool real = lengths == nullptr || t < lengths[b];
-            const float dh_in = dh_state[j * batch + b];
-            const float dc_in = dc_state[j * batch + b];
-            const float dy_v = dy != nullptr ? load(dy, e) : 0.0f;
+            const p::UnitElement s = p::unit_element(i, slice, t, batch, hidden, 4);
+            const bool real = lengths == nullptr || t < lengths[s.b];
+            const float dh_in = dh_state[s.local];
+            const float dc_in = dc_state[s.local];
+            const float dy_v = dy != nullptr ? load(dy, s.e) : 0.0f;
             const float dh = real ? dh_in + dy_v : 0.0f;
-            const float ig = load(gates, row4 + u);
-            const float fg = load(gates, row4 + hidden + u);
-            const float gg = load(gates, row4 + 2 * hidden + u);
-            const float og = load(gates, row4 + 3 * hidden + u);
-            const float tc = load(tanh_c, e);
-            const float c_prev = load(cseq, e);
+            const float ig = load(gates, s.gate(0));
+            const float fg = load(gates, s.gate(1));
+            const float gg = load(gates, s.gate(2));
+            const float og = load(gates, s.gate(3));
+            const float tc = load(tanh_c, s.e);
             const float dc = (real ? dc_in : 0.0f) + dh * og * (1.0f - tc * tc);
-            const size_t d_row = static_cast<size_t>(b) * 4 * hidden;
-            store(dg_t, d_row + u, dc * gg * ig * (1.0f - ig));
-            store(dg_t, d_row + hidden + u, dc * c_prev * fg * (1.0f - fg));
-            store(dg_t, d_row + 2 * hidden + u, dc * ig * (1.0f - gg * gg));
-            store(dg_t, d_row + 3 * hidden + u, dh * tc * og * (1.0f - og));
-            dc_state[j * batch + b] = dc * fg + (real ? 0.0f : dc_in);
-            carried[j * batch + b] = real ? 0.0f : dh_in;
+            store(dgates, s.gate(0), dc * gg * ig * (1.0f - ig));
+            store(dgates, s.gate(1), dc * load(cseq, s.e) * fg * (1.0f - fg));
+            store(dgates, s.gate(2), dc * ig * (1.0f - gg * gg));
+            store(dgates, s.gate(3), dh * tc * og * (1.0f - og));
+            dc_state[s.local] = dc * fg + (real ? 0.0f : dc_in);
+            carried[s.local] = real ? 0.0f : dh_in;
         }
         grid.sync();
         p::recurrent_product(sh.resident, ldw, hs, dg_t, 4 * hidden, batch, 4 * hidden,
                              sh.stage, lds, chunk, sh.red, ldr, ksplit, false, !allow_tf32);
-        for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
-            const int j = i % slice.units;
-            const int b = i / slice.units;
-            dh_state[j * batch + b] =
-                p::reduced(sh.red, ldr, mpad, ksplit, b, j) + carried[j * batch + b];
-        }
-        __syncthreads();
+        p::finish_state_gradient(sh.red, ldr, mpad, ksplit, slice, batch, carried, dh_state);
     }
     p::store_state(dh_state, batch, hidden, slice, dh0);
     p::store_state(dc_state, batch, hidden, slice, dc0);

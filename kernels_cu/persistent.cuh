@@ -286,13 +286,40 @@ __device__ void load_weight_columns(const T* w_hh, int gates, int hidden, int hs
     }
 }
 
+// Element i of a block's loop over its (unit, batch row) pairs, i < units * batch, at step
+// t: unit j of the block (hidden unit u = u0 + j) in batch row b, and its index in each
+// layout of a cell with `gates` gate blocks:
+//   local     j * batch + b in the block's hs x B float states in shared memory
+//   e         (t, b, u) of a [T][B][H] array; in a [T+1][B][H] one, row t (+ B * H: row t+1)
+//   gate(q)   gate block q of unit u at step t in a [T][B][gates*H] array
+struct UnitElement {
+    int j, b, u, local, hidden;
+    size_t e, row;
+    __device__ __forceinline__ size_t gate(int q) const {
+        return row + static_cast<size_t>(q) * hidden + u;
+    }
+};
+
+__device__ __forceinline__ UnitElement unit_element(int i, Slice slice, int t, int batch,
+                                                    int hidden, int gates) {
+    UnitElement s;
+    s.j = i % slice.units;
+    s.b = i / slice.units;
+    s.u = slice.u0 + s.j;
+    s.local = s.j * batch + s.b;
+    s.hidden = hidden;
+    const size_t t_b = static_cast<size_t>(t) * batch + s.b;
+    s.e = t_b * hidden + s.u;
+    s.row = t_b * gates * hidden;
+    return s;
+}
+
 // state[j * batch + b] = src[b][u0 + j] as float for the block's units (src is (B, H)).
 template <typename T>
 __device__ void load_state(const T* src, int batch, int hidden, Slice slice, float* state) {
     for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
-        const int j = i % slice.units;
-        const int b = i / slice.units;
-        state[j * batch + b] = load(src, static_cast<size_t>(b) * hidden + slice.u0 + j);
+        const UnitElement s = unit_element(i, slice, 0, batch, hidden, 1);
+        state[s.local] = load(src, s.e);
     }
 }
 
@@ -300,10 +327,22 @@ __device__ void load_state(const T* src, int batch, int hidden, Slice slice, flo
 template <typename T>
 __device__ void store_state(const float* state, int batch, int hidden, Slice slice, T* dst) {
     for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
-        const int j = i % slice.units;
-        const int b = i / slice.units;
-        store(dst, static_cast<size_t>(b) * hidden + slice.u0 + j, state[j * batch + b]);
+        const UnitElement s = unit_element(i, slice, 0, batch, hidden, 1);
+        store(dst, s.e, state[s.local]);
     }
+}
+
+// The end of a backward step: dL/dh_{t-1} of the block's units is the product just reduced
+// into red (dG_t W_hh, batch rows by the block's units) plus `direct`, the terms that do not
+// pass through W_hh. Ends with a block barrier, so dh_state is ready for step t - 1.
+__device__ void finish_state_gradient(const float* red, int ldr, int mpad, int ksplit,
+                                      Slice slice, int batch, const float* direct,
+                                      float* dh_state) {
+    for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
+        const UnitElement s = unit_element(i, slice, 0, batch, 0, 1);
+        dh_state[s.local] = reduced(red, ldr, mpad, ksplit, s.b, s.j) + direct[s.local];
+    }
+    __syncthreads();
 }
 
 // Carve the dynamic shared memory along the host's offsets.
