@@ -87,18 +87,32 @@ def kernel_source(filename: str) -> str:
         For a file that is not one of :data:`KERNELS`.
     """
     _check_file(filename)
-    text = read_source_file(filename)
-    pieces: list[str] = []
-    last = 0
-    for match in _LOCAL_INCLUDE.finditer(text):
-        resume_line = text.count("\n", 0, match.end()) + 2
-        pieces.append(text[last : match.start()])
-        included = match.group(1)
-        pieces.append(f'#line 1 "{included}"\n{read_source_file(included)}\n')
-        pieces.append(f'#line {resume_line} "{filename}"')
-        last = match.end()
-    pieces.append(text[last:])
-    return "".join(pieces)
+    return inline_includes(filename)
+
+
+def inline_includes(filename: str) -> str:
+    """The text of ``filename`` with its ``#include "..."`` lines replaced by the files they
+    name, recursively and each file once (as ``#pragma once`` would), with ``#line`` markers
+    so that compiler messages name the right file and line."""
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        seen.add(name)
+        text = read_source_file(name)
+        pieces: list[str] = []
+        last = 0
+        for match in _LOCAL_INCLUDE.finditer(text):
+            pieces.append(text[last : match.start()])
+            included = match.group(1)
+            if included not in seen:
+                resume_line = text.count("\n", 0, match.end()) + 2
+                pieces.append(f'#line 1 "{included}"\n{expand(included)}\n')
+                pieces.append(f'#line {resume_line} "{name}"')
+            last = match.end()
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    return expand(filename)
 
 
 def kernel_name(kernel: str, dtype: str) -> str:

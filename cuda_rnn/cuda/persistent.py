@@ -12,7 +12,6 @@ fits on the device, which would cut the pointwise kernels' large grids short.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,12 +226,9 @@ def require_plan(cell: str, direction: str, hidden: int, batch: int,
     return plan
 
 
-_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
-
-
 def persistent_source(cell: str) -> str:
-    """The NVRTC source of ``<cell>_persistent.cuh`` with its local includes inlined once each
-    (recursively, with #line markers so compiler messages name the right file and line).
+    """The NVRTC source of ``<cell>_persistent.cuh`` with its local includes inlined
+    (:func:`cuda_rnn.kernels.inline_includes`).
 
     Raises
     ------
@@ -241,25 +237,7 @@ def persistent_source(cell: str) -> str:
     """
     if cell not in CELL_GATES:
         raise ValueError(f"cell: expected one of {tuple(CELL_GATES)}, got {cell!r}")
-    seen: set[str] = set()
-
-    def expand(filename: str) -> str:
-        seen.add(filename)
-        text = kernels.read_source_file(filename)
-        pieces: list[str] = []
-        last = 0
-        for match in _LOCAL_INCLUDE.finditer(text):
-            pieces.append(text[last : match.start()])
-            included = match.group(1)
-            if included not in seen:
-                resume = text.count("\n", 0, match.end()) + 2
-                pieces.append(f'#line 1 "{included}"\n{expand(included)}\n')
-                pieces.append(f'#line {resume} "{filename}"')
-            last = match.end()
-        pieces.append(text[last:])
-        return "".join(pieces)
-
-    return expand(f"{cell}_persistent.cuh")
+    return kernels.inline_includes(f"{cell}_persistent.cuh")
 
 
 def kernel_names(cell: str) -> tuple[str, ...]:
