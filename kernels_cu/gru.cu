@@ -25,7 +25,9 @@
 //   dy     T[T][B][H];  dh acc_t[B][H] (read and overwritten);  dxp, dhp T[T][B][3H]
 //   lengths int[B], every value in [1, T]
 // Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
+// The per-unit math is in gru_cell.cuh, shared with the persistent kernels.
 #include "common.cuh"
+#include "gru_cell.cuh"
 
 using namespace cuda_rnn;
 
@@ -39,20 +41,20 @@ __global__ void gru_forward_pointwise(const acc_t<T>* __restrict__ xp,
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 3);
     if (!s.in_range()) return;
-    const A r = sigmoid(xp[s.gate(0)] + hp[s.hgate(0)] + bh[s.j]);
-    const A z = sigmoid(xp[s.gate(1)] + hp[s.hgate(1)] + bh[H + s.j]);
-    const A hn_v = hp[s.hgate(2)] + bh[2 * H + s.j];
-    const A nv = tanh_(xp[s.gate(2)] + r * hn_v);
-    const A h_prev = load(h, s.here);
-    const A h_new = nv + z * (h_prev - nv);
-    store(gates, s.gate(0), r);
-    store(gates, s.gate(1), z);
-    store(gates, s.gate(2), nv);
-    store(hn, s.here, hn_v);
+    A a_in[3], a_rec[3];
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+        a_in[k] = xp[s.gate(k)];
+        a_rec[k] = hp[s.hgate(k)] + bh[k * H + s.j];
+    }
+    const GruStep<A> cell = gru_cell_forward(a_in, a_rec, load(h, s.here));
+#pragma unroll
+    for (int k = 0; k < 3; ++k) store(gates, s.gate(k), cell.gate[k]);
+    store(hn, s.here, a_rec[2]);
     const size_t next = s.here + s.n;
     if (step_valid(lengths, s.b, t)) {
-        store(h, next, h_new);
-        store(y, s.here, h_new);
+        store(h, next, cell.h);
+        store(y, s.here, cell.h);
     } else {
         h[next] = h[s.here];
         store(y, s.here, A(0));
@@ -75,18 +77,14 @@ __global__ void gru_backward_pointwise(const T* __restrict__ gates, const T* __r
         }
         return;
     }
-    const A r = load(gates, s.gate(0));
-    const A z = load(gates, s.gate(1));
-    const A nv = load(gates, s.gate(2));
-    const A dh_new = dh[s.e] + load(dy, s.here);
-    const A dn = dh_new * (A(1) - z) * (A(1) - nv * nv);
-    const A dz = dh_new * (load(h, s.here) - nv) * z * (A(1) - z);
-    const A dr = dn * load(hn, s.here) * r * (A(1) - r);
-    store(dxp, s.gate(0), dr);
-    store(dxp, s.gate(1), dz);
-    store(dxp, s.gate(2), dn);
-    store(dhp, s.gate(0), dr);
-    store(dhp, s.gate(1), dz);
-    store(dhp, s.gate(2), dn * r);
-    dh[s.e] = dh_new * z;
+    A gate[3], d_in[3], d_rec[3];
+#pragma unroll
+    for (int k = 0; k < 3; ++k) gate[k] = load(gates, s.gate(k));
+    const A dh_t = dh[s.e] + load(dy, s.here);
+    dh[s.e] = gru_cell_backward(gate, load(hn, s.here), load(h, s.here), dh_t, d_in, d_rec);
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+        store(dxp, s.gate(k), d_in[k]);
+        store(dhp, s.gate(k), d_rec[k]);
+    }
 }

@@ -1,6 +1,8 @@
 // gru_persistent.cuh: GRU forward and backward over a whole sequence, one cooperative launch
 // per layer-direction (kernels gru_forward_persistent<T> and gru_backward_persistent<T>,
-// T = float or __nv_bfloat16). Included at the end of gru.cu.
+// T = float or __nv_bfloat16), compiled as a cooperative module of its own
+// (cuda_rnn/cuda/persistent.py). The per-unit math is gru_cell.cuh's, the same as the
+// pointwise kernels of gru.cu.
 //
 // Equations (gates in PyTorch order r, z, n; xp holds x W_ih^T + b_ih, b_hh enters hp):
 //   hp_t = h_{t-1} W_hh^T + b_hh
@@ -33,6 +35,7 @@
 // memory; backward keeps its hs columns.
 #pragma once
 
+#include "gru_cell.cuh"
 #include "persistent.cuh"
 
 // Kernels at global scope, like the pointwise kernels of lstm.cu / gru.cu, so their name
@@ -66,26 +69,23 @@ gru_forward_persistent(const cuda_rnn::acc_t<T>* __restrict__ xp,
                              sh.stage, lds, chunk, sh.red, ldr, ksplit, true, !allow_tf32);
         for (int i = threadIdx.x; i < slice.units * batch; i += p::kThreads) {
             const p::UnitElement s = p::unit_element(i, slice, t, batch, hidden, 3);
-            float hp[3];
+            float a_in[3], a_rec[3];
 #pragma unroll
             for (int q = 0; q < 3; ++q) {
-                hp[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + s.j, s.b) +
-                        (b_hh != nullptr ? load(b_hh, q * hidden + s.u) : 0.0f);
+                a_in[q] = load(xp, s.gate(q));
+                a_rec[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + s.j, s.b) +
+                           (b_hh != nullptr ? load(b_hh, q * hidden + s.u) : 0.0f);
             }
-            const float r = sigmoid(load(xp, s.gate(0)) + hp[0]);
-            const float z = sigmoid(load(xp, s.gate(1)) + hp[1]);
-            const float n = tanh_(load(xp, s.gate(2)) + r * hp[2]);
             const float h_prev = h_state[s.local];
-            const float h_new = n + z * (h_prev - n);
-            store(gates, s.gate(0), r);
-            store(gates, s.gate(1), z);
-            store(gates, s.gate(2), n);
-            store(hn, s.e, hp[2]);
+            const GruStep<float> cell = gru_cell_forward(a_in, a_rec, h_prev);
+#pragma unroll
+            for (int q = 0; q < 3; ++q) store(gates, s.gate(q), cell.gate[q]);
+            store(hn, s.e, a_rec[2]);
             const bool real = lengths == nullptr || t < lengths[s.b];
-            const float h_keep = real ? h_new : h_prev;
+            const float h_keep = real ? cell.h : h_prev;
             h_state[s.local] = h_keep;
             store(hseq, s.e + bh, h_keep);
-            if (y != nullptr) store(y, s.e, real ? h_new : 0.0f);
+            if (y != nullptr) store(y, s.e, real ? cell.h : 0.0f);
         }
         grid.sync();
     }
@@ -124,20 +124,17 @@ gru_backward_persistent(const T* __restrict__ w_hh, const int* __restrict__ leng
             const bool real = lengths == nullptr || t < lengths[s.b];
             const float dh_in = dh_state[s.local];
             const float dy_v = dy != nullptr ? load(dy, s.e) : 0.0f;
-            const float dh = real ? dh_in + dy_v : 0.0f;
-            const float r = load(gates, s.gate(0));
-            const float z = load(gates, s.gate(1));
-            const float n = load(gates, s.gate(2));
-            const float dn = dh * (1.0f - z) * (1.0f - n * n);
-            const float dz = dh * (load(hseq, s.e) - n) * z * (1.0f - z);
-            const float dr = dn * load(hn, s.e) * r * (1.0f - r);
-            store(dxp, s.gate(0), dr);
-            store(dxp, s.gate(1), dz);
-            store(dxp, s.gate(2), dn);
-            store(dhp, s.gate(0), dr);
-            store(dhp, s.gate(1), dz);
-            store(dhp, s.gate(2), dn * r);
-            direct[s.local] = dh * z + (real ? 0.0f : dh_in);
+            float gate[3], d_in[3], d_rec[3];
+#pragma unroll
+            for (int q = 0; q < 3; ++q) gate[q] = load(gates, s.gate(q));
+            const float dh_z = gru_cell_backward(gate, load(hn, s.e), load(hseq, s.e),
+                                                 real ? dh_in + dy_v : 0.0f, d_in, d_rec);
+#pragma unroll
+            for (int q = 0; q < 3; ++q) {
+                store(dxp, s.gate(q), d_in[q]);
+                store(dhp, s.gate(q), d_rec[q]);
+            }
+            direct[s.local] = dh_z + (real ? 0.0f : dh_in);
         }
         grid.sync();
         p::recurrent_product(sh.resident, ldw, hs, dhp_t, 3 * hidden, batch, 3 * hidden,

@@ -28,7 +28,9 @@
 //   dy     T[T][B][H];  dh, dc  acc_t[B][H] (read and overwritten);  dgates T[T][B][4H]
 //   lengths int[B], every value in [1, T]
 // Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
+// The per-unit math is in lstm_cell.cuh, shared with the persistent kernels.
 #include "common.cuh"
+#include "lstm_cell.cuh"
 
 using namespace cuda_rnn;
 
@@ -42,23 +44,18 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 4);
     if (!s.in_range()) return;
-    const A i = sigmoid(xp[s.gate(0)] + hp[s.hgate(0)]);
-    const A f = sigmoid(xp[s.gate(1)] + hp[s.hgate(1)]);
-    const A g = tanh_(xp[s.gate(2)] + hp[s.hgate(2)]);
-    const A o = sigmoid(xp[s.gate(3)] + hp[s.hgate(3)]);
-    const A c_new = f * load(c, s.here) + i * g;
-    const A tc = tanh_(c_new);
-    const A h_new = o * tc;
-    store(gates, s.gate(0), i);
-    store(gates, s.gate(1), f);
-    store(gates, s.gate(2), g);
-    store(gates, s.gate(3), o);
-    store(tanh_c, s.here, tc);
+    A a[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) a[k] = xp[s.gate(k)] + hp[s.hgate(k)];
+    const LstmStep<A> cell = lstm_cell_forward(a, load(c, s.here));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) store(gates, s.gate(k), cell.gate[k]);
+    store(tanh_c, s.here, cell.tanh_c);
     const size_t next = s.here + s.n;
     if (step_valid(lengths, s.b, t)) {
-        store(c, next, c_new);
-        store(h, next, h_new);
-        store(y, s.here, h_new);
+        store(c, next, cell.c);
+        store(h, next, cell.h);
+        store(y, s.here, cell.h);
     } else {
         c[next] = c[s.here];
         h[next] = h[s.here];
@@ -80,17 +77,14 @@ __global__ void lstm_backward_pointwise(const T* __restrict__ gates, const T* __
         for (int k = 0; k < 4; ++k) store(dgates, s.gate(k), A(0));
         return;
     }
-    const A i = load(gates, s.gate(0));
-    const A f = load(gates, s.gate(1));
-    const A g = load(gates, s.gate(2));
-    const A o = load(gates, s.gate(3));
-    const A tc = load(tanh_c, s.here);
-    const A dh_new = dh[s.e] + load(dy, s.here);
-    const A dc_new = dc[s.e] + dh_new * o * (A(1) - tc * tc);
-    store(dgates, s.gate(0), dc_new * g * i * (A(1) - i));
-    store(dgates, s.gate(1), dc_new * load(c, s.here) * f * (A(1) - f));
-    store(dgates, s.gate(2), dc_new * i * (A(1) - g * g));
-    store(dgates, s.gate(3), dh_new * tc * o * (A(1) - o));
-    dc[s.e] = dc_new * f;
+    A gate[4], dgate[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) gate[k] = load(gates, s.gate(k));
+    const A dh_t = dh[s.e] + load(dy, s.here);
+    const A dc_t = lstm_cell_backward(gate, load(tanh_c, s.here), load(c, s.here), dh_t, dc[s.e],
+                                      dgate);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) store(dgates, s.gate(k), dgate[k]);
+    dc[s.e] = dc_t * gate[1];
     dh[s.e] = A(0);
 }

@@ -1,6 +1,8 @@
 // lstm_persistent.cuh: LSTM forward and backward over a whole sequence, one cooperative
 // launch per layer-direction (kernels lstm_forward_persistent<T> and
-// lstm_backward_persistent<T>, T = float or __nv_bfloat16). Included at the end of lstm.cu.
+// lstm_backward_persistent<T>, T = float or __nv_bfloat16), compiled as a cooperative module
+// of its own (cuda_rnn/cuda/persistent.py). The per-unit math is lstm_cell.cuh's, the same
+// as the pointwise kernels of lstm.cu.
 //
 // Equations (gates in PyTorch order i, f, g, o; xp already holds x W_ih^T + b_ih + b_hh):
 //   a_t = xp_t + h_{t-1} W_hh^T
@@ -37,6 +39,7 @@
 // block's 4 * hs rows of W_hh in shared memory; backward keeps its hs columns.
 #pragma once
 
+#include "lstm_cell.cuh"
 #include "persistent.cuh"
 
 // Kernels at global scope, like the pointwise kernels of lstm.cu / gru.cu, so their name
@@ -75,26 +78,18 @@ lstm_forward_persistent(const cuda_rnn::acc_t<T>* __restrict__ xp, const T* __re
                 a[q] = p::reduced(sh.red, ldr, mpad, ksplit, q * hs + s.j, s.b) +
                        load(xp, s.gate(q));
             }
-            const float ig = sigmoid(a[0]);
-            const float fg = sigmoid(a[1]);
-            const float gg = tanh_(a[2]);
-            const float og = sigmoid(a[3]);
             const float c_prev = c_state[s.local];
-            const float c_new = fg * c_prev + ig * gg;
-            const float tc = tanh_(c_new);
-            const float h_new = og * tc;
-            store(gates, s.gate(0), ig);
-            store(gates, s.gate(1), fg);
-            store(gates, s.gate(2), gg);
-            store(gates, s.gate(3), og);
-            store(tanh_c, s.e, tc);
+            const LstmStep<float> cell = lstm_cell_forward(a, c_prev);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) store(gates, s.gate(q), cell.gate[q]);
+            store(tanh_c, s.e, cell.tanh_c);
             const bool real = lengths == nullptr || t < lengths[s.b];
-            const float h_keep = real ? h_new : p::load_l2(hseq + s.e);
-            const float c_keep = real ? c_new : c_prev;
+            const float h_keep = real ? cell.h : p::load_l2(hseq + s.e);
+            const float c_keep = real ? cell.c : c_prev;
             c_state[s.local] = c_keep;
             store(hseq, s.e + bh, h_keep);
             store(cseq, s.e + bh, c_keep);
-            if (y != nullptr) store(y, s.e, real ? h_new : 0.0f);
+            if (y != nullptr) store(y, s.e, real ? cell.h : 0.0f);
         }
         grid.sync();
     }
@@ -136,18 +131,15 @@ lstm_backward_persistent(const T* __restrict__ w_hh, const int* __restrict__ len
             const float dh_in = dh_state[s.local];
             const float dc_in = dc_state[s.local];
             const float dy_v = dy != nullptr ? load(dy, s.e) : 0.0f;
-            const float dh = real ? dh_in + dy_v : 0.0f;
-            const float ig = load(gates, s.gate(0));
-            const float fg = load(gates, s.gate(1));
-            const float gg = load(gates, s.gate(2));
-            const float og = load(gates, s.gate(3));
-            const float tc = load(tanh_c, s.e);
-            const float dc = (real ? dc_in : 0.0f) + dh * og * (1.0f - tc * tc);
-            store(dgates, s.gate(0), dc * gg * ig * (1.0f - ig));
-            store(dgates, s.gate(1), dc * load(cseq, s.e) * fg * (1.0f - fg));
-            store(dgates, s.gate(2), dc * ig * (1.0f - gg * gg));
-            store(dgates, s.gate(3), dh * tc * og * (1.0f - og));
-            dc_state[s.local] = dc * fg + (real ? 0.0f : dc_in);
+            float gate[4], dgate[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) gate[q] = load(gates, s.gate(q));
+            const float dc = lstm_cell_backward(gate, load(tanh_c, s.e), load(cseq, s.e),
+                                                real ? dh_in + dy_v : 0.0f,
+                                                real ? dc_in : 0.0f, dgate);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) store(dgates, s.gate(q), dgate[q]);
+            dc_state[s.local] = dc * gate[1] + (real ? 0.0f : dc_in);
             carried[s.local] = real ? 0.0f : dh_in;
         }
         grid.sync();

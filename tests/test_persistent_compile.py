@@ -109,8 +109,8 @@ def test_source_inlines_each_local_include_once_with_line_markers() -> None:
 
 
 def test_compile_error_names_the_persistent_file() -> None:
-    broken = persistent.persistent_source("gru").replace("const float h_new = n + z",
-                                                         "const float h_new = n +* z", 1)
+    broken = persistent.persistent_source("gru").replace("const float h_keep = real ?",
+                                                         "const float h_keep = real ?*", 1)
     assert broken != persistent.persistent_source("gru")
     with pytest.raises(AssertionError, match=r"gru_persistent\.cuh\(\d+\)"):
         compile_persistent("gru", "sm_90", broken)
