@@ -74,11 +74,11 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
     what = spec.describe_kernel("forward", dims)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
-    h_step = B * H * h.itemsize
+    h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * H * h.itemsize, w_hh.data.ptr, hp.data.ptr
     arrays, tail = tuple(buffers[n] for n in spec.forward_args), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     for t in time_steps(T, name):
-        gemm(h.data.ptr + t * h_step, w_hh.data.ptr, hp.data.ptr)
+        gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
 
 
@@ -90,12 +90,13 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     recurrent = spec.grads[1]
     dg, w_hh, dh = buffers[recurrent], buffers["w_hh"], buffers["dh"]
     gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
-    g_step = B * spec.gates * H * dg.itemsize
+    g_ptr, g_step = dg.data.ptr, B * spec.gates * H * dg.itemsize
+    w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
     arrays, tail = tuple(buffers[n] for n in spec.backward_args), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     for t in time_steps(T, name, reverse=True):
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
-        gemm(dg.data.ptr + t * g_step, w_hh.data.ptr, dh.data.ptr)
+        gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
 
 
 def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buffers,
