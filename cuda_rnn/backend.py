@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .memory import host_available_bytes
+
 DEVICES = ("auto", "cpu", "cuda")
 CPU_DTYPES = ("float32", "float64")
 CUDA_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -131,6 +133,16 @@ def asarray(a: Any, dtype: str, device: str) -> Any:
         return cast(a, dtype)
     a = to_numpy(a)
     return a if a.dtype == dtype else a.astype(dtype)
+
+
+def available_memory(device: str) -> int:
+    """Bytes a forward on a resolved device could still allocate: free GPU memory on "cuda",
+    available RAM on "cpu"."""
+    if device == "cuda":
+        from cuda_rnn.cuda.workspace import free_bytes
+
+        return free_bytes()
+    return host_available_bytes()
 
 
 def _widened(dtype: str, device: str) -> bool:

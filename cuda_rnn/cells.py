@@ -4,6 +4,9 @@ A cell runs the same ``<cell>_forward`` / ``<cell>_backward`` as the layers over
 one step. In training mode each forward pushes what its backward needs onto a stack and each
 backward pops the newest, so calling a cell T times and then ``backward`` T times is exact BPTT
 (the way to unroll a recurrence by hand). In eval mode nothing is kept.
+
+Inputs (x, states, their gradients) follow the layers' rule: floating point of any precision,
+cast to the cell's dtype; any other dtype is a ValueError naming the argument.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 from . import backend
 from .module import Array, Module
-from .validation import check_shape, choice, positive_int, shape_of, state_parts
+from .validation import check_floating, check_shape, choice, positive_int, shape_of, state_parts
 
 
 class _Cell(Module):
@@ -64,6 +67,7 @@ class _Cell(Module):
             )
         unbatched = len(shape) == 1
         B = 1 if unbatched else shape[0]
+        check_floating(x, "x", self._params_dtype())
         a = backend.asarray(x, self.dtype, self.device).reshape(1, B, self.input_size)
         state = state_parts(state, self._state_names)
         expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
@@ -73,6 +77,7 @@ class _Cell(Module):
                 states.append(self.xp.zeros((B, self.hidden_size), dtype=a.dtype))
             else:
                 check_shape(s, expected, name)
+                check_floating(s, name, self._params_dtype())
                 states.append(backend.asarray(s, self.dtype, self.device).reshape(B, -1))
         return self.xp.ascontiguousarray(a), states, unbatched
 
@@ -117,6 +122,7 @@ class _Cell(Module):
         if g is None:
             return self.xp.zeros((B, self.hidden_size), dtype=self._params_dtype())
         check_shape(g, expected, name)
+        check_floating(g, name, self._params_dtype())
         return backend.asarray(g, self.dtype, self.device).reshape(B, -1)
 
 

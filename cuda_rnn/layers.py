@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, memory
 from .cuda.algo import check_algo
 from .module import Array, Module
 from .profiling import nvtx_range
 from .validation import (
+    check_floating,
     check_shape,
     choice,
     lengths_array,
@@ -45,6 +46,21 @@ class _Recurrent(Module):
     seed : seeds the weights and the dropout masks.
     algo : the CUDA step loop, "alternating", "graph", "persistent" or "auto" (see
         :mod:`cuda_rnn.cuda.algo`); ignored on the CPU.
+
+    Notes
+    -----
+    Input dtypes: x, the states, dy and the state gradients may be floating-point arrays of
+    any precision; they are cast to the layer's dtype (a copy), as NumPy casts within a kind,
+    and every output and gradient comes back in the layer's dtype (float64 data into a
+    float32 layer computes in float32; float32 into float16 may overflow to inf). Integer,
+    bool, complex, string and object arrays raise ValueError naming the argument and its
+    dtype. The torch drop-ins in :mod:`cuda_rnn.torch` follow torch's rules instead.
+
+    Raises
+    ------
+    MemoryError
+        From a forward whose workspace (:func:`cuda_rnn.memory.forward_bytes`) exceeds the
+        device's free memory (available RAM on "cpu"), before anything is allocated.
     """
 
     _cell = ""  # module name in reference/ and cuda/: "rnn", "lstm", "gru"
@@ -156,6 +172,8 @@ class _Recurrent(Module):
             )
         if 0 in shape:
             raise ValueError(f"x: expected non-empty time and batch dimensions, got shape {shape}")
+        check_floating(x, "x", self._params_dtype())
+        self._check_memory(shape)
         a = backend.asarray(x, self.dtype, self.device)
         unbatched = a.ndim == 2
         if unbatched:
@@ -164,17 +182,38 @@ class _Recurrent(Module):
             a = a.transpose(1, 0, 2)
         return self.xp.ascontiguousarray(a), unbatched
 
-    def _prepare_state(self, state: Any, batch: int, unbatched: bool) -> list[Array]:
-        """Initial states as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None."""
+    def _check_memory(self, shape: tuple[int, ...]) -> None:
+        """MemoryError before a forward on x of ``shape`` whose workspace the device cannot
+        hold."""
+        if len(shape) == 2:
+            steps, batch = shape[0], 1
+        else:
+            steps, batch = (shape[1], shape[0]) if self.batch_first else shape[:2]
+        needed = memory.forward_bytes(
+            steps, batch, self.input_size, self.hidden_size, self._gates,
+            len(self._state_names), self.num_layers, self.num_directions,
+            self._params_dtype().itemsize,
+        )
+        if needed > memory.CHECK_ABOVE_BYTES:
+            memory.check_fits(needed, backend.available_memory(self.device),
+                              f"{self!r}.forward with T={steps}, B={batch}")
+
+    def _prepare_state(
+        self, state: Any, batch: int, unbatched: bool, names: tuple[str, ...] | None = None
+    ) -> list[Array]:
+        """States as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None; ``names``
+        (default h0[, c0]) name them in errors."""
         LD, H = self.num_layers * self.num_directions, self.hidden_size
-        state = state_parts(state, self._state_names)
+        names = names or self._state_names
+        state = state_parts(state, names)
         out = []
-        for s, name in zip(state, self._state_names):
+        for s, name in zip(state, names):
             if s is None:
                 out.append(self.xp.zeros((LD, batch, H), dtype=self._params_dtype()))
                 continue
             expected = (LD, H) if unbatched else (LD, batch, H)
             check_shape(s, expected, name)
+            check_floating(s, name, self._params_dtype())
             a = backend.asarray(s, self.dtype, self.device)
             out.append(a[:, None, :] if unbatched else a)
         return out
@@ -209,7 +248,8 @@ class _Recurrent(Module):
 
         Parameters
         ----------
-        x : (T, B, input_size), or (B, T, input_size) with batch_first, or unbatched (T, input_size).
+        x : (T, B, input_size), or (B, T, input_size) with batch_first, or unbatched (T, input_size);
+            floating point of any precision, cast to the layer's dtype.
         state : initial state(s) of shape (num_layers * D, B, H); None means zeros.
             LSTM takes a pair (h0, c0), either of which may be None.
         lengths : (B,) sequence lengths in [1, T] (PackedSequence semantics), or None.
@@ -297,9 +337,12 @@ class _Recurrent(Module):
             g = self.xp.zeros((T, B, D * H), dtype=self._params_dtype())
         else:
             check_shape(dy, y_shape, "dy")
+            check_floating(dy, "dy", self._params_dtype())
             g = backend.asarray(dy, self.dtype, self.device)
             g = g[:, None, :] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
-        dstates = self._prepare_state(dstate, B, unbatched)
+        dstates = self._prepare_state(
+            dstate, B, unbatched, tuple(f"d{n[0]}_n" for n in self._state_names)
+        )
         dstate0 = [self.xp.empty_like(s) for s in dstates]
         rev_index = saved["rev_index"]
         with nvtx_range(f"cuda_rnn/{self._cell}/backward"):

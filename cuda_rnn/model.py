@@ -12,9 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, init
 from .layers import GRU, LSTM, RNN
-from .validation import check_shape, check_state_dict, choice, positive_int, probability
+from .validation import (
+    check_floating,
+    check_shape,
+    check_state_dict,
+    choice,
+    positive_int,
+    probability,
+)
 
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
 State = Any  # h (RNN, GRU) or (h, c) (LSTM), each (num_layers, B, H)
@@ -67,8 +74,7 @@ class Linear:
         if bias:
             shapes["bias"] = (self.out_features,)
         self._params = {
-            k: backend.asarray(rng.uniform(-bound, bound, s), self.dtype, self.device)
-            for k, s in shapes.items()
+            k: init.uniform(rng, bound, s, self.dtype, self.device) for k, s in shapes.items()
         }
         self.grads = {k: self.xp.zeros_like(v) for k, v in self._params.items()}
         self._x: Array | None = None
@@ -89,6 +95,7 @@ class Linear:
                 f"x: expected in_features={self.in_features} in the last dimension, "
                 f"got shape {tuple(x.shape)}"
             )
+        check_floating(x, "x", self._params["weight"].dtype)
         self._x = x
         y = x @ self._params["weight"].T
         if "bias" in self._params:
@@ -102,6 +109,7 @@ class Linear:
         if self._x is None:
             raise RuntimeError("backward: called before any forward")
         check_shape(dy, tuple(self._x.shape[:-1]) + (self.out_features,), "dy")
+        check_floating(dy, "dy", self._params["weight"].dtype)
         flat_dy = dy.reshape(-1, self.out_features)
         self.grads["weight"] += flat_dy.T @ self._x.reshape(-1, self.in_features)
         if "bias" in self.grads:
@@ -187,8 +195,8 @@ class SequenceModel:
     input_size : features per step ("dense") or vocabulary size ("onehot", "embedding").
     hidden_size, num_layers, dropout : of the recurrent stack.
     output_size : units of the Linear head (classes, or regression targets).
-    input_kind : "dense" takes (T, B, input_size) floats; "onehot" and "embedding" take
-        (T, B) integer tokens.
+    input_kind : "dense" takes (T, B, input_size) floats (any precision, cast to ``dtype``;
+        other dtypes are a ValueError); "onehot" and "embedding" take (T, B) integer tokens.
     embed_dim : width of the embedding (only for "embedding"; defaults to hidden_size).
     dtype, device : as for the layers.
     seed : one seed from which every part's initial weights (and the dropout stream) derive.
@@ -266,15 +274,18 @@ class SequenceModel:
         return {k: backend.to_numpy(v).copy() for k, v in self.parameters().items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Copy parameters in, checking that the names and shapes match exactly.
+        """Copy parameters in, checking that the names and shapes match exactly and that the
+        values are finite floating-point numbers (of any precision, cast to the model's dtype).
 
         Raises
         ------
         ValueError
-            For a missing, unexpected or misshapen array; nothing is changed then.
+            For a missing, unexpected or misshapen array, one of a non-floating dtype, or one
+            holding NaN or inf (naming its key); nothing is changed then.
         """
         params = self.parameters()
-        check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()})
+        check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()},
+                         params["head.weight"].dtype)
         for name, p in params.items():
             p[...] = backend.asarray(state_dict[name], self.dtype, self.device)
 
@@ -290,6 +301,7 @@ class SequenceModel:
     def encode(self, inputs: Any) -> Array:
         """The recurrent stack's input (T, B, I) for the model's inputs."""
         if self.config["input_kind"] == "dense":
+            check_floating(inputs, "inputs", self.head.parameters()["weight"].dtype)
             return backend.asarray(inputs, self.dtype, self.device)
         tokens = self.xp.asarray(inputs)
         if self.embed is not None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, init
 from .validation import check_shape, check_state_dict
 
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
@@ -25,14 +25,15 @@ class Module:
         self.training = True
         self.rng = np.random.default_rng(seed)
         self._impl = backend.cell_module(cell, self.device)
-        # U(-1/sqrt(H), 1/sqrt(H)) like PyTorch, drawn in float64 on the host so that a seed
-        # gives the same weights on every device and dtype.
+        # U(-1/sqrt(H), 1/sqrt(H)) like PyTorch.
         bound = 1.0 / np.sqrt(self.hidden_size)
         self._params = {
-            name: backend.asarray(self.rng.uniform(-bound, bound, shape), self.dtype, self.device)
+            name: init.uniform(self.rng, bound, shape, self.dtype, self.device)
             for name, shape in self._expected_shapes().items()
         }
-        self.grads = {k: self.xp.zeros_like(v) for k, v in self._params.items()}
+        # zeros rather than zeros_like: NumPy's zeros takes pages from the OS only when a
+        # backward first writes them, so building a layer costs its parameters alone.
+        self.grads = {k: self.xp.zeros(v.shape, v.dtype) for k, v in self._params.items()}
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
@@ -46,15 +47,19 @@ class Module:
         return {k: v.copy() for k, v in self._params.items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Copy parameters in (NumPy, CuPy or torch tensors), checking names and shapes.
+        """Copy parameters in (NumPy, CuPy or torch tensors), checking names, shapes and values.
+
+        Floating-point values of any precision are cast to the module's dtype, as
+        ``torch.nn.Module.load_state_dict`` does.
 
         Raises
         ------
         ValueError
-            For a missing, unexpected or misshapen tensor; nothing is changed then.
+            For a missing, unexpected or misshapen tensor, one of a non-floating dtype, or one
+            holding NaN or inf (naming its key); nothing is changed then.
         """
         expected = self._expected_shapes()
-        check_state_dict(state_dict, expected)
+        check_state_dict(state_dict, expected, self._params_dtype())
         for name in expected:
             self._params[name][...] = backend.asarray(state_dict[name], self.dtype, self.device)
 

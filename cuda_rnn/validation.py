@@ -45,8 +45,52 @@ def check_shape(a: Any, expected: tuple[int, ...], name: str) -> None:
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {given}")
 
 
-def check_state_dict(state_dict: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
-    """Raise unless ``state_dict`` has exactly the keys of ``expected``, each of its shape."""
+def dtype_of(a: Any) -> Any:
+    """The dtype of an array-like: a NumPy dtype, or a torch dtype for a torch tensor."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None:
+        return np.asarray(a).dtype
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return dtype
+
+
+def check_floating(a: Any, name: str, storage: Any = None) -> None:
+    """Raise unless ``a`` holds floating-point numbers, of any precision.
+
+    Integer, bool, complex, string and object arrays are refused rather than cast: a cast
+    would drop an imaginary part or make numbers of labels. ``storage`` is the dtype the
+    caller stores its own arrays in, accepted as well (bfloat16 may be kept as uint16 bits).
+    """
+    dtype = dtype_of(a)
+    if isinstance(dtype, np.dtype):
+        floating = dtype.kind == "f" or dtype.name == "bfloat16"
+    else:
+        floating = bool(getattr(dtype, "is_floating_point", False))
+    if not floating and (storage is None or dtype != np.dtype(storage)):
+        raise ValueError(f"{name}: expected a floating-point array, got dtype {dtype}")
+
+
+def check_finite(a: Any, name: str) -> None:
+    """Raise unless every element of the floating array ``a`` is finite (no NaN, no inf)."""
+    from .backend import to_numpy
+
+    values = to_numpy(a)
+    if values.dtype.kind != "f" and values.dtype.name != "bfloat16":
+        return  # storage bits (bfloat16 as uint16) carry no NaN a NumPy test can see
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise ValueError(
+            f"{name}: expected finite values, got {bad} NaN or inf of {values.size}"
+        )
+
+
+def check_state_dict(
+    state_dict: dict[str, Any], expected: dict[str, tuple[int, ...]], storage: Any = None
+) -> None:
+    """Raise unless ``state_dict`` has exactly the keys of ``expected``, each of its shape,
+    holding finite floating-point values (``storage``: as for :func:`check_floating`)."""
     missing = sorted(set(expected) - set(state_dict))
     extra = sorted(set(state_dict) - set(expected))
     if missing or extra:
@@ -55,6 +99,8 @@ def check_state_dict(state_dict: dict[str, Any], expected: dict[str, tuple[int, 
         )
     for name, shape in expected.items():
         check_shape(state_dict[name], shape, f"state_dict[{name!r}]")
+        check_floating(state_dict[name], f"state_dict[{name!r}]", storage)
+        check_finite(state_dict[name], f"state_dict[{name!r}]")
 
 
 def state_parts(state: Any, names: tuple[str, ...]) -> tuple[Any, ...]:

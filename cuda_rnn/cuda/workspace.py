@@ -1,4 +1,5 @@
-"""Device buffers of the CUDA path: allocation with named errors, and NaN poisoning for tests.
+"""Device buffers of the CUDA path: allocation with named errors, free memory, and NaN
+poisoning for tests.
 
 Every buffer a CUDA forward or backward writes (outputs, saved activations, scratch) comes
 from :func:`empty`. Inside :func:`poisoned` each one starts filled with NaN, so a test that
@@ -51,3 +52,12 @@ def empty(shape: tuple[int, ...], dtype: Any, what: str) -> Any:
     if _poison and dtype.kind != "i":
         nan_fill(array)
     return array
+
+
+def free_bytes() -> int:
+    """Bytes a new allocation could get on the current device: what the driver has free plus
+    what CuPy's memory pool holds unused (blocks freed by earlier calls, kept for reuse)."""
+    import cupy
+
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    return int(free) + int(cupy.get_default_memory_pool().free_bytes())

@@ -260,6 +260,28 @@ def _check_allocation(shape: Any, dtype: Any) -> None:
         raise memory.OutOfMemoryError(nbytes, 0, DEVICE_MEMORY_BYTES)
 
 
+def device_memory_in_use() -> int:
+    """Bytes held by live device allocations."""
+    return sum(_extents.values())
+
+
+class MemoryPool:
+    """cupy.get_default_memory_pool(): the simulator frees at once, so it caches nothing."""
+
+    def free_bytes(self) -> int:
+        return 0
+
+    def used_bytes(self) -> int:
+        return device_memory_in_use()
+
+
+_POOL = MemoryPool()
+
+
+def get_default_memory_pool() -> MemoryPool:
+    return _POOL
+
+
 def _allocate(shape: Any, dtype: Any, fill: Any = None) -> np.ndarray:
     _check_allocation(shape, dtype)
     return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
@@ -364,5 +386,5 @@ from . import cuda  # noqa: E402  (cupy.cuda is an attribute of cupy, as in CuPy
 from ._raw import RawKernel, RawModule  # noqa: E402
 
 __all__ = ["RawKernel", "RawModule", "array", "asarray", "ascontiguousarray", "asnumpy", "cuda",
-           "empty", "empty_like", "full", "get_array_module", "ndarray", "ones", "zeros",
-           "zeros_like"]
+           "empty", "empty_like", "full", "get_array_module", "get_default_memory_pool",
+           "ndarray", "ones", "zeros", "zeros_like"]

@@ -195,6 +195,12 @@ def _get_device_properties(device_id: int) -> dict[str, Any]:
             "major": 9, "minor": 0}
 
 
+def _mem_get_info() -> tuple[int, int]:
+    from . import DEVICE_MEMORY_BYTES, device_memory_in_use
+
+    return max(DEVICE_MEMORY_BYTES - device_memory_in_use(), 0), DEVICE_MEMORY_BYTES
+
+
 def _occupancy(func: int, block_size: int, dynamic_smem_size: int) -> int:
     from ._raw import occupancy
 
@@ -207,6 +213,7 @@ runtime = SimpleNamespace(
     getDevice=lambda: 0,
     getDeviceProperties=_get_device_properties,
     deviceSynchronize=lambda: forbid_during_capture("deviceSynchronize"),
+    memGetInfo=_mem_get_info,
 )
 driver = SimpleNamespace(CUDADriverError=CUDADriverError,
                          occupancyMaxActiveBlocksPerMultiprocessor=_occupancy)

@@ -1,0 +1,36 @@
+"""Initial parameter values, drawn on the host so that a seed gives the same weights on every
+device and dtype.
+
+Values are drawn in float64 from the module's NumPy generator, :data:`CHUNK` elements at a
+time, and each chunk is cast into the parameter's storage array on its device. The values are
+exactly those of one float64 draw of the whole array cast afterwards, while the host holds at
+most one chunk besides the parameter: building a large layer costs its parameters' bytes, not
+the three times as much that a whole float64 draw and its cast would.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backend
+
+#: Elements drawn at a time: 8 MiB of float64.
+CHUNK = 1 << 20
+
+
+def uniform(
+    rng: np.random.Generator, bound: float, shape: tuple[int, ...], dtype: str, device: str
+) -> Any:
+    """U(-bound, bound) of ``shape`` in storage dtype ``dtype`` on ``device`` (resolved).
+
+    Consumes ``rng`` exactly as ``rng.uniform(-bound, bound, shape)`` would.
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    first = backend.asarray(rng.uniform(-bound, bound, min(size, CHUNK)), dtype, device)
+    out = backend.array_module(device).empty(size, dtype=first.dtype)
+    out[: first.size] = first
+    for start in range(CHUNK, size, CHUNK):
+        stop = min(start + CHUNK, size)
+        out[start:stop] = backend.asarray(rng.uniform(-bound, bound, stop - start), dtype, device)
+    return out.reshape(shape)
