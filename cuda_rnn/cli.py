@@ -20,7 +20,8 @@ import numpy as np
 from .checkpoint import load_checkpoint
 from .model import CELLS, SequenceModel
 from .optim import SGD, Adam, Optimizer
-from .tasks import TASKS, CharLM, Task, make_task, sample_text
+from .experiments import compare_cells, sample_text
+from .tasks import TASKS, CharLM, Task, make_task
 from .train import SCHEDULES, TrainConfig, Trainer, TrainingDiverged
 
 CHECKPOINT = "checkpoint.npz"
@@ -313,8 +314,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- vanish
 def cmd_vanish(args: argparse.Namespace) -> int:
-    from .vanishing import compare_cells
-
     if args.train_steps < 0:
         raise UsageError(f"--train-steps: expected an integer >= 0, got {args.train_steps}")
     task = make_task({"task": args.task, "seq_len": args.seq_len})

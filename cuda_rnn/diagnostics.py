@@ -1,5 +1,5 @@
-"""Checks on gradients: finite-difference gradcheck of any layer or cell, and the norms of
-dL/dh_t over time (from :mod:`cuda_rnn.vanishing`).
+"""Finite-difference gradcheck of any layer or cell (the norms of dL/dh_t over time are in
+:mod:`cuda_rnn.vanishing`).
 
 The gradient of a random linear functional of every output, L = sum_k <W_k, out_k>, is computed
 twice: by the module's own backward (BPTT) and by central differences
@@ -17,11 +17,8 @@ import numpy as np
 
 from .backend import to_numpy
 from .cells import LSTMCell, _Cell
-from .vanishing import compare_cells, model_state_grad_norms, state_grad_norms
 
-__all__ = [
-    "GradcheckResult", "gradcheck", "compare_cells", "model_state_grad_norms", "state_grad_norms",
-]
+__all__ = ["GradcheckResult", "gradcheck"]
 
 
 @dataclass

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import to_numpy
 from .validation import positive_int
 
 
@@ -36,10 +35,6 @@ class Batch(NamedTuple):
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
-
-    def steps(self, start: int, stop: int) -> "Batch":
-        """The sub-batch of time steps [start, stop)."""
-        return Batch(self.inputs[start:stop], self.targets[start:stop], self.mask[start:stop])
 
     def rows(self, start: int, stop: int) -> "Batch":
         """The sub-batch of sequences [start, stop)."""
@@ -323,40 +318,3 @@ def make_task(config: dict[str, Any]) -> Task:
     if name not in builders:
         raise ValueError(f"task: expected one of {TASKS}, got {name!r}")
     return builders[name](**kwargs)
-
-
-def sample_text(
-    model: Any, vocab: str, prime: str, length: int, temperature: float,
-    rng: np.random.Generator,
-) -> str:
-    """Generate ``length`` characters from a character-level model, one step at a time.
-
-    Parameters
-    ----------
-    model : a trained :class:`cuda_rnn.model.SequenceModel` over the ids of ``vocab``.
-    vocab : the training vocabulary (:attr:`CharLM.vocab`).
-    prime : text (at least one character, all in ``vocab``) that sets the state first.
-    length : characters to generate.
-    temperature : divides the logits; below 1 sharpens, above 1 flattens the distribution.
-    rng : draws each next character.
-    """
-    if not prime:
-        raise ValueError("prime: expected at least one character, got ''")
-    positive_int(length, "length")
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
-    index = {ch: k for k, ch in enumerate(vocab)}
-    unknown = sorted(set(prime) - set(index))
-    if unknown:
-        raise ValueError(f"prime: expected characters of the vocabulary, got {unknown[:5]!r}")
-    model.eval()
-    ids = np.array([[index[ch] for ch in prime]], np.int64).T  # (T, 1)
-    logits, state = model.forward(ids)
-    out = []
-    for _ in range(length):
-        z = to_numpy(logits[-1, 0]).astype(np.float64) / temperature
-        p = np.exp(z - z.max())
-        nxt = int(rng.choice(len(vocab), p=p / p.sum()))
-        out.append(vocab[nxt])
-        logits, state = model.forward(np.array([[nxt]], np.int64), state)
-    return "".join(out)

@@ -20,11 +20,6 @@ import numpy as np
 from .backend import to_numpy
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
-from .losses import sequence_loss
-from .model import SequenceModel
-from .tasks import Batch, Task
-
-Array = Any
 
 
 def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
@@ -92,49 +87,3 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
                 dxs[t], dh = cells[k].backward(total)
         g_out = layer.xp.stack(dxs)
     return norms
-
-
-def model_state_grad_norms(model: SequenceModel, task: Task, batch: Batch) -> np.ndarray:
-    """:func:`state_grad_norms` of ``model``'s recurrent stack under ``task``'s loss on
-    ``batch`` (zero initial state); returns (num_layers, T)."""
-    model.eval()
-    try:
-        x = model.encode(batch.inputs)
-        y, _ = model.rnn(x)
-        outputs = model.head.forward(y)
-        _, dout = sequence_loss(task.loss_kind, outputs, model.xp.asarray(batch.targets),
-                                model.xp.asarray(batch.mask))
-        dy = dout @ model.head.parameters()["weight"]
-        return state_grad_norms(model.rnn, x, dy)
-    finally:
-        model.train()
-
-
-def compare_cells(
-    cells: list[str], task: Task, hidden_size: int, batch_size: int, seed: int,
-    train_steps: int = 0, lr: float = 3e-3,
-) -> dict[str, np.ndarray]:
-    """||dL/dh_t|| (first layer, shape (T,)) of a one-layer model of each cell, all measured
-    on the same batch of ``task`` and built from the same seed.
-
-    Each cell gets the curve at initialisation, labelled ``"{cell} init"``, and with
-    ``train_steps > 0`` also after that many Adam steps on the task (batches of 64, gradient
-    norm clipped to 1), labelled ``"{cell} trained"``. At PyTorch's initialisation the LSTM's
-    forget gate sits near sigmoid(0) = 1/2, so its gradient vanishes like a tanh RNN's; training
-    on a long-range task opens the forget gate and the additive cell path carries it back.
-    """
-    from .optim import Adam
-    from .train import TrainConfig, Trainer
-
-    batch = task.sample(np.random.default_rng(seed), batch_size)
-    out = {}
-    for cell in cells:
-        model = SequenceModel(cell, task.input_size, hidden_size, task.output_size,
-                              input_kind=task.input_kind, dtype="float64", device="cpu",
-                              seed=seed)
-        out[f"{cell} init"] = model_state_grad_norms(model, task, batch)[0]
-        if train_steps > 0:
-            config = TrainConfig(steps=train_steps, batch_size=64, clip=1.0)
-            Trainer(model, task, Adam(model.parameters(), lr), config, seed=seed).fit()
-            out[f"{cell} trained"] = model_state_grad_norms(model, task, batch)[0]
-    return out

@@ -9,7 +9,8 @@ import pytest
 
 from cuda_rnn.losses import sequence_loss
 from cuda_rnn.model import SequenceModel
-from cuda_rnn.tasks import AddingProblem, CharLM, CopyTask, make_task, sample_text
+from cuda_rnn.experiments import sample_text
+from cuda_rnn.tasks import AddingProblem, CharLM, CopyTask, make_task
 
 
 def test_adding_problem_structure(rng: np.random.Generator) -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from cuda_rnn.model import SequenceModel, make_recurrent
 from cuda_rnn.tasks import AddingProblem
-from cuda_rnn.vanishing import compare_cells, model_state_grad_norms, state_grad_norms
+from cuda_rnn.experiments import compare_cells, model_state_grad_norms
+from cuda_rnn.vanishing import state_grad_norms
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])
