@@ -1,8 +1,8 @@
 """NVTX ranges, so an Nsight Systems timeline names every layer, direction and (optionally) step.
 
 Layer ranges are always on; they cost about a microsecond each and nothing without a profiler
-attached. Per-step ranges are off unless ``CUDA_RNN_NVTX_STEPS=1`` is set or
-:func:`set_step_ranges` turns them on, since a range per step is as costly as the step itself.
+attached. Per-step ranges are off unless ``CUDA_RNN_NVTX_STEPS=1`` is set (read at import),
+since a range per step is as costly as the step itself.
 """
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ import nvtx
 
 _DOMAIN = "cuda_rnn"
 _step_ranges = os.environ.get("CUDA_RNN_NVTX_STEPS", "0") not in ("", "0")
-
-
-def set_step_ranges(enabled: bool) -> None:
-    """Turn per-time-step NVTX ranges on or off."""
-    global _step_ranges
-    _step_ranges = bool(enabled)
 
 
 def step_ranges_enabled() -> bool:

@@ -16,7 +16,7 @@
 //   dc_{t-1} = dc * f + dc_t * (1 - m)
 //   dh_{t-1} = dG_t W_hh + dh_t * (1 - m)
 // dW_ih, dW_hh, dx and the bias gradients are left to large GEMMs after the loop (the host
-// does them from dgates, x and hseq), as the guide asks.
+// does them from dgates, x and hseq), where cuBLAS runs them at full width.
 //
 // Memory layout (all row-major, time-major, contiguous; T the storage type; B batch, H hidden):
 //   xp      (steps, B, 4H)   input projection with both biases, in acc_t<T> (float)

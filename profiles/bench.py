@@ -33,7 +33,7 @@ from typing import Any
 
 from cuda_rnn.cuda.algo import ALGOS, TF32_ENV, choose_algo
 
-# (T, B, I, H): the two targets, two small-batch shapes, and a small one.
+# (T, B, I, H): the two target shapes (against cuDNN), two small-batch shapes, and a small one.
 SHAPES = [(1024, 16, 768, 768), (256, 64, 512, 512), (1024, 4, 512, 512),
           (1024, 8, 1024, 1024), (100, 32, 256, 256)]
 QUICK_SHAPES = [(100, 32, 256, 256)]

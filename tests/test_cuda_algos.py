@@ -36,20 +36,20 @@ def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
 
 def to_device(a: np.ndarray, dtype: str):
     """``a`` on the device in storage ``dtype`` (bfloat16 in whichever form CuPy keeps it)."""
-    from cuda_rnn.cuda.testing import to_device as to_storage
+    from cuda_helpers import to_device as to_storage
 
     return to_storage(a, dtype)[0]
 
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     """``a`` as the device stores it, back in float64 (for a reference on the same inputs)."""
-    from cuda_rnn.cuda.testing import to_device as to_storage
+    from cuda_helpers import to_device as to_storage
 
     return to_storage(a, dtype)[1]
 
 
 def host64(a) -> np.ndarray:
-    from cuda_rnn.cuda.testing import to_host64
+    from cuda_helpers import to_host64
 
     return to_host64(a)
 

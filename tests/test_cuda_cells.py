@@ -50,7 +50,7 @@ def _run(cell: str, p: dict, dtype: str, nonlinearity: str = "tanh") -> None:
     import cupy
 
     from cuda_rnn.cuda import gru, lstm, rnn
-    from cuda_rnn.cuda.testing import assert_matches, to_device
+    from cuda_helpers import assert_matches, to_device
     from cuda_rnn.cuda.workspace import poisoned
 
     dev, host = {}, {}
@@ -118,7 +118,7 @@ def test_long_sequence_matches_reference(rng: np.random.Generator, cell: str,
 @pytest.mark.parametrize("cell", sorted(GATES))
 def test_outputs_are_fresh_arrays(rng: np.random.Generator, cell: str) -> None:
     from cuda_rnn.cuda import gru, lstm, rnn
-    from cuda_rnn.cuda.testing import to_device
+    from cuda_helpers import to_device
 
     p = _problem(rng, cell, (4, 3, 5, 6), True, False)
     dev = {k: to_device(v, "float32")[0] for k, v in p.items() if k != "lengths"}
@@ -139,7 +139,7 @@ def test_outputs_are_fresh_arrays(rng: np.random.Generator, cell: str) -> None:
 
 def test_rnn_rejects_unknown_nonlinearity(rng: np.random.Generator) -> None:
     from cuda_rnn.cuda import rnn
-    from cuda_rnn.cuda.testing import to_device
+    from cuda_helpers import to_device
 
     p = _problem(rng, "rnn", (2, 2, 3, 4), True, False)
     d = {k: to_device(v, "float32")[0] for k, v in p.items() if k != "lengths"}
@@ -150,7 +150,7 @@ def test_rnn_rejects_unknown_nonlinearity(rng: np.random.Generator) -> None:
 
 def test_mismatched_state_shape_names_the_argument(rng: np.random.Generator) -> None:
     from cuda_rnn.cuda import lstm
-    from cuda_rnn.cuda.testing import to_device
+    from cuda_helpers import to_device
 
     p = _problem(rng, "lstm", (2, 3, 4, 5), True, False)
     d = {k: to_device(v, "float32")[0] for k, v in p.items() if k != "lengths"}
@@ -161,7 +161,7 @@ def test_mismatched_state_shape_names_the_argument(rng: np.random.Generator) -> 
 
 def test_backward_rejects_the_cache_of_another_cell(rng: np.random.Generator) -> None:
     from cuda_rnn.cuda import gru, lstm
-    from cuda_rnn.cuda.testing import to_device
+    from cuda_helpers import to_device
 
     p = _problem(rng, "gru", (2, 3, 4, 5), True, False)
     d = {k: to_device(v, "float32")[0] for k, v in p.items() if k != "lengths"}

@@ -20,7 +20,7 @@ def test_forward_out_of_memory_names_the_call(rng: np.random.Generator) -> None:
 
     from cuda_rnn.cuda import lstm
     from cuda_rnn.cuda.errors import DeviceMemoryError
-    from cuda_rnn.cuda.testing import to_device
+    from cuda_helpers import to_device
 
     # The (T, B, 4H) float32 input projection alone would need 256 GiB.
     T, B, I, H = 1 << 16, 1 << 12, 1, 64
