@@ -4,30 +4,52 @@
 problem, a few minutes on a laptop CPU, ending in a side-by-side table against the 1/6
 baseline. Bad arguments print one line to stderr and exit with status 2; a run that diverges
 exits with status 1.
+
+A training run lives in one folder (``--out``): ``run.json`` (the cells and the settings),
+and per cell ``checkpoint.npz``, ``metrics.json`` and ``loss.png`` (in ``<cell>/`` when the run
+trains several cells). A folder that holds a run is never overwritten silently: ``--resume``
+continues it, ``--force`` replaces it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
+from .experiments import compare_cells, sample_text
 from .model import CELLS, SequenceModel
 from .optim import SGD, Adam, Optimizer
-from .experiments import compare_cells, sample_text
 from .tasks import TASKS, CharLM, Task, make_task
 from .train import SCHEDULES, TrainConfig, Trainer, TrainingDiverged
 
 CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.json"
+RUN_FILE = "run.json"
+RUN_FILES = (CHECKPOINT, METRICS, "loss.png")
 VANISH_CELLS = ("rnn-sigmoid", "rnn-tanh", "lstm", "gru")
 GRADCHECK_INPUT = 3
 GRADCHECK_TOL = 1e-6
+TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
+    "adding": (100, 3000, 64, 64),
+    "copy": (100, 3000, 64, 64),
+    "charlm": (100, 3000, 256, 32),
+    "digits": (8, 1000, 64, 64),
+}
+#: Settings of a run that define its model and data: a resumed run keeps them.
+FIXED_ON_RESUME = ("task", "text", "seq_len", "cell", "hidden", "layers", "embed", "dropout",
+                   "dtype", "seed", "optimizer", "momentum")
+#: Settings of how training goes on: a resumed run may change them, and says so.
+CHANGEABLE_ON_RESUME = ("steps", "batch", "lr", "clip", "clip_value", "tbptt", "schedule",
+                        "warmup")
 
 
 class UsageError(Exception):
@@ -39,6 +61,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default (lists comma-joined; flags, and options
+    whose default the help text explains, without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS
+        if not action.option_strings or unset or "default" in text:
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        elif isinstance(default, str) and not default.strip():
+            default = repr(default)
+        return f"{text} (default: {default})".replace("%", "%%")
 
 
 def _positive(kind: type) -> Any:
@@ -77,98 +116,146 @@ def _cells(text: str) -> list[str]:
     return cells
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``cuda-rnn`` (exposed for the docs and tests)."""
-    parser = _Parser(prog="cuda-rnn", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _task_defaults_help(column: int) -> str:
+    return ", ".join(f"{task} {values[column]}" for task, values in TASK_DEFAULTS.items())
 
-    train = sub.add_parser("train", help="train on a sequence task and write OUT/metrics.json")
-    train.add_argument("--task", choices=TASKS, default="adding")
+
+def _add_train_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--task", choices=TASKS, default="adding", help="the sequence task")
     train.add_argument("--cell", type=_cells, default=["lstm", "rnn-tanh"],
-                       help="one cell or a comma-separated list, each trained in turn "
-                            f"({', '.join(CELLS)}; default lstm,rnn-tanh)")
-    train.add_argument("--hidden", type=_positive(int), default=64, help="units per layer")
+                       help=f"one cell or a comma-separated list, each trained in turn "
+                            f"({', '.join(CELLS)})")
+    train.add_argument("--hidden", type=_positive(int), default=None,
+                       help=f"units per layer (default per task: {_task_defaults_help(2)})")
     train.add_argument("--layers", type=_positive(int), default=1, help="recurrent layers")
     train.add_argument("--seq-len", type=_positive(int), default=None,
-                       help="T (adding: length; copy: delay; charlm: window); task default")
-    train.add_argument("--steps", type=_positive(int), default=None, help="batches (task default)")
-    train.add_argument("--batch", type=_positive(int), default=64, help="sequences per step")
+                       help="T (adding: length; copy: delay; charlm: window) (default per "
+                            f"task: {_task_defaults_help(0)})")
+    train.add_argument("--steps", type=_positive(int), default=None,
+                       help=f"batches (default per task: {_task_defaults_help(1)})")
+    train.add_argument("--batch", type=_positive(int), default=None,
+                       help=f"sequences per step (default per task: {_task_defaults_help(3)})")
     train.add_argument("--lr", type=_positive(float), default=None,
                        help="learning rate (default 3e-3 for adam, 0.1 for sgd)")
-    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                       help="the optimizer")
     train.add_argument("--momentum", type=float, default=0.9, help="for sgd")
     train.add_argument("--clip", type=float, default=1.0,
                        help="max global gradient norm; 0 turns clipping off")
-    train.add_argument("--clip-value", type=_positive(float), default=None)
+    train.add_argument("--clip-value", type=_positive(float), default=None,
+                       help="clamp every gradient element into [-V, V] (default: no clamp)")
     train.add_argument("--tbptt", type=_tbptt, default=None, metavar="K1[,K2]",
-                       help="truncated BPTT: K1 steps per update, K2 steps back (default K1)")
-    train.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    train.add_argument("--warmup", type=int, default=0)
-    train.add_argument("--dropout", type=float, default=0.0)
+                       help="truncated BPTT: K1 steps per update, K2 steps back (default: "
+                            "full BPTT; K2 defaults to K1)")
+    train.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                       help="learning-rate schedule")
+    train.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    train.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
     train.add_argument("--embed", action="store_true",
                        help="learned embedding instead of one-hot (token tasks)")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto: CUDA when CuPy sees a GPU, else the CPU")
     train.add_argument("--dtype", default="float32",
                        help="float32 or float64 (CUDA also float16, bfloat16)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seeds the weights and the batches")
     train.add_argument("--text", default=None, help="UTF-8 text file (needed by --task charlm)")
-    train.add_argument("--out", default=None, help="output folder (default runs/<task>-T<T>)")
+    train.add_argument("--out", default=None, help="the run's folder (default runs/<task>-T<T>)")
     train.add_argument("--resume", action="store_true",
-                       help="continue from the checkpoint in the output folder")
+                       help="continue the run in --out: finished cells are skipped, "
+                            "checkpointed ones continue exactly, the others start; settings "
+                            "not given are the run's")
+    train.add_argument("--force", action="store_true",
+                       help="replace the run already in --out")
     train.add_argument("--eval-every", type=int, default=0,
                        help="test-set evaluation interval in steps (0: only at the end)")
     train.add_argument("--checkpoint-every", type=int, default=100,
                        help="checkpoint interval in steps (0: only at the end)")
-    train.add_argument("--no-progress", action="store_true")
-    train.add_argument("--no-plots", action="store_true")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-plots", action="store_true", help="no loss.png")
 
-    sample = sub.add_parser("sample", help="generate text from a trained charlm run")
-    sample.add_argument("--out", required=True, help="the run's output folder")
-    sample.add_argument("--prime", default="\n")
-    sample.add_argument("--length", type=_positive(int), default=500)
-    sample.add_argument("--temperature", type=_positive(float), default=0.8)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
-    vanish = sub.add_parser("vanish", help="||dL/dh_t|| vs t for RNN-sigmoid/tanh, LSTM, GRU")
-    vanish.add_argument("--task", choices=("adding", "copy"), default="adding")
-    vanish.add_argument("--cell", type=_cells, default=list(VANISH_CELLS))
-    vanish.add_argument("--hidden", type=_positive(int), default=64)
-    vanish.add_argument("--seq-len", type=_positive(int), default=100)
-    vanish.add_argument("--batch", type=_positive(int), default=32)
-    vanish.add_argument("--seed", type=int, default=0)
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``cuda-rnn`` (exposed for the docs and tests)."""
+    parser = _Parser(prog="cuda-rnn", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    kind = {"formatter_class": _DefaultsFormatter}
+
+    train = sub.add_parser("train", help="train on a sequence task into a run folder", **kind)
+    _add_train_arguments(train)
+
+    sample = sub.add_parser("sample", help="generate text from a trained charlm run", **kind)
+    sample.add_argument("--out", required=True,
+                        help="the run's folder (the one `cuda-rnn train` printed)")
+    sample.add_argument("--cell", choices=CELLS, default=None,
+                        help="which cell of a run of several (default: the first trained)")
+    sample.add_argument("--prime", default="\n", help="text that sets the state first")
+    sample.add_argument("--length", type=_positive(int), default=500,
+                        help="characters to generate")
+    sample.add_argument("--temperature", type=_positive(float), default=0.8,
+                        help="below 1 sharpens, above 1 flattens the distribution")
+    sample.add_argument("--seed", type=int, default=0, help="seeds the draws")
+    sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when CuPy sees a GPU, else the CPU")
+
+    vanish = sub.add_parser("vanish", help="||dL/dh_t|| vs t for RNN-sigmoid/tanh, LSTM, GRU",
+                            **kind)
+    vanish.add_argument("--task", choices=("adding", "copy"), default="adding",
+                        help="the task whose loss is differentiated")
+    vanish.add_argument("--cell", type=_cells, default=list(VANISH_CELLS),
+                        help="comma-separated cells")
+    vanish.add_argument("--hidden", type=_positive(int), default=64, help="units")
+    vanish.add_argument("--seq-len", type=_positive(int), default=100, help="T")
+    vanish.add_argument("--batch", type=_positive(int), default=32,
+                        help="sequences the norm is taken over")
+    vanish.add_argument("--seed", type=int, default=0, help="seeds the weights and the batch")
     vanish.add_argument("--train-steps", type=int, default=0,
                         help="also measure after this many training steps of each cell")
-    vanish.add_argument("--out", default="runs/vanish")
-    vanish.add_argument("--no-plots", action="store_true")
+    vanish.add_argument("--out", default="runs/vanish",
+                        help="folder for vanish.json and vanish.png")
+    vanish.add_argument("--no-progress", action="store_true", help="no progress bar")
+    vanish.add_argument("--no-plots", action="store_true", help="no vanish.png")
 
-    grad = sub.add_parser("gradcheck", help="finite-difference check of a layer's BPTT")
-    grad.add_argument("--cell", type=_cells, default=list(VANISH_CELLS))
-    grad.add_argument("--hidden", type=_positive(int), default=5)
-    grad.add_argument("--layers", type=_positive(int), default=2)
-    grad.add_argument("--seq-len", type=_positive(int), default=4)
-    grad.add_argument("--batch", type=_positive(int), default=3)
-    grad.add_argument("--seed", type=int, default=0)
+    grad = sub.add_parser("gradcheck", help="finite-difference check of a layer's BPTT",
+                          **kind)
+    grad.add_argument("--cell", type=_cells, default=list(VANISH_CELLS),
+                      help="comma-separated cells")
+    grad.add_argument("--hidden", type=_positive(int), default=5, help="units per layer")
+    grad.add_argument("--layers", type=_positive(int), default=2, help="recurrent layers")
+    grad.add_argument("--seq-len", type=_positive(int), default=4, help="T")
+    grad.add_argument("--batch", type=_positive(int), default=3, help="sequences")
+    grad.add_argument("--seed", type=int, default=0, help="seeds the weights and the input")
+    grad.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                      help="auto: CUDA when CuPy sees a GPU, else the CPU")
     return parser
 
 
+def given_train_flags(argv: Sequence[str]) -> set[str]:
+    """The destinations of the ``train`` options that ``argv`` (after ``train``) sets."""
+    parser = _Parser(prog="cuda-rnn train")
+    _add_train_arguments(parser)
+    parser.set_defaults(**dict.fromkeys(vars(parser.parse_args([]))))
+    return {dest for dest, value in vars(parser.parse_args(list(argv))).items()
+            if value is not None}
+
+
 # ----------------------------------------------------------------------------- train
-TASK_DEFAULTS = {  # seq_len, steps
-    "adding": (100, 3000),
-    "copy": (100, 3000),
-    "charlm": (100, 2000),
-    "digits": (8, 1000),
-}
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    """Fill the settings whose default depends on the task or the optimizer."""
+    seq_len, steps, hidden, batch = TASK_DEFAULTS[args.task]
+    args.seq_len = args.seq_len or seq_len
+    args.steps = args.steps or steps
+    args.hidden = args.hidden or hidden
+    args.batch = args.batch or batch
+    args.lr = args.lr or (0.1 if args.optimizer == "sgd" else 3e-3)
 
 
 def _task(args: argparse.Namespace) -> Task:
-    seq_len = args.seq_len or TASK_DEFAULTS[args.task][0]
     if args.task == "digits":
-        if args.seq_len not in (None, 8):
+        if args.seq_len != 8:
             raise UsageError(f"--seq-len: expected 8 (rows of an 8x8 digit) for --task digits, "
                              f"got {args.seq_len}")
         return make_task({"task": "digits"})
-    config: dict[str, Any] = {"task": args.task, "seq_len": seq_len}
+    config: dict[str, Any] = {"task": args.task, "seq_len": args.seq_len}
     if args.task == "charlm":
         if args.text is None:
             raise UsageError("--text: expected a UTF-8 text file for --task charlm, got none")
@@ -178,8 +265,8 @@ def _task(args: argparse.Namespace) -> Task:
 
 def _optimizer(args: argparse.Namespace, params: dict[str, Any]) -> Optimizer:
     if args.optimizer == "sgd":
-        return SGD(params, args.lr or 0.1, momentum=args.momentum)
-    return Adam(params, args.lr or 3e-3)
+        return SGD(params, args.lr, momentum=args.momentum)
+    return Adam(params, args.lr)
 
 
 def _check_train_args(args: argparse.Namespace) -> None:
@@ -189,6 +276,107 @@ def _check_train_args(args: argparse.Namespace) -> None:
         if getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')}: expected an integer >= 0, "
                              f"got {getattr(args, flag)}")
+    if args.resume and args.force:
+        raise UsageError("--force: expected either --resume (continue the run in --out) or "
+                         "--force (replace it), got both")
+
+
+def _flag(dest: str) -> str:
+    return f"--{dest.replace('_', '-')}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: _plain(getattr(args, k)) for k in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME}
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    return " ".join(f"{_flag(k)} {_show(settings[k])}" for k in FIXED_ON_RESUME
+                    if settings[k] is not None and settings[k] is not False)
+
+
+def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> list[str]:
+    """Set every setting not given on the command line to the run's in ``out``; refuse a given
+    setting that would change the run's model or data. Returns the changed training settings,
+    as "--flag new (the run had old)"."""
+    path = out / RUN_FILE
+    if not path.is_file():
+        raise UsageError(f"--resume: expected a run in {str(out)!r} (its {RUN_FILE}), found "
+                         "none; train without --resume to start one")
+    settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    conflicts, changed = [], []
+    for key in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME:
+        if key in given and _plain(getattr(args, key)) != settings[key]:
+            note = f"{_flag(key)} {_show(getattr(args, key))} (the run has {_show(settings[key])})"
+            (conflicts if key in FIXED_ON_RESUME else changed).append(note)
+        else:
+            setattr(args, key, settings[key])
+    if conflicts:
+        raise UsageError(f"--resume: the run in {str(out)!r} was made with {_describe(settings)}; "
+                         f"got {', '.join(conflicts)}: leave these out to continue it, or train "
+                         "into another --out")
+    if args.tbptt is not None:
+        args.tbptt = tuple(args.tbptt)
+    return changed
+
+
+def _previous_run(out: Path) -> list[Path]:
+    """The files of a run already in ``out``."""
+    files = [out / RUN_FILE, out / "loss.png"]
+    files += [folder / name for folder in [out] + [out / c for c in CELLS] for name in RUN_FILES]
+    return [f for f in files if f.is_file()]
+
+
+def _claim(out: Path, force: bool) -> None:
+    """Make ``out`` ready for a new run: refuse to overwrite a run there unless ``force``, which
+    deletes that run's files (and nothing else)."""
+    files = _previous_run(out)
+    if files and not force:
+        raise UsageError(f"--out: {str(out)!r} already holds a run ({files[0].name}); --resume "
+                         "continues it, --force replaces it, or choose another --out")
+    for f in files:
+        f.unlink()
+    for cell in CELLS:
+        if (out / cell).is_dir() and not any((out / cell).iterdir()):
+            (out / cell).rmdir()
+
+
+def _checkpoints(out: Path, cells: list[str], steps: int) -> dict[str, Checkpoint | None]:
+    """Each cell's checkpoint in the run ``out`` (None where it has none yet); refuses a
+    checkpoint past ``steps``."""
+    found: dict[str, Checkpoint | None] = {}
+    for cell in cells:
+        path = _cell_folder(out, cells, cell) / CHECKPOINT
+        found[cell] = load_checkpoint(path) if path.is_file() else None
+        step = found[cell].meta["step"] if found[cell] is not None else 0
+        if step > steps:
+            raise UsageError(f"--steps: expected at least {step}, the step of {str(path)!r}, "
+                             f"got {steps}")
+    return found
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``path`` through a temporary file and a rename, so a run killed
+    meanwhile leaves the old file or the new one, never a torn one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the record is an ordinary file
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _cell_folder(out: Path, cells: list[str], cell: str) -> Path:
+    return out if len(cells) == 1 else out / cell
 
 
 def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
@@ -212,39 +400,43 @@ def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
     return metrics
 
 
-def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path) -> dict[str, Any]:
-    """Train one cell on ``task`` into ``out`` and return its metrics (also in metrics.json)."""
-    steps = args.steps or TASK_DEFAULTS[args.task][1]
+def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
+              checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+    """Train one cell on ``task`` into ``out``, continuing from ``checkpoint`` when given, and
+    return its metrics (also in metrics.json)."""
+    if (checkpoint is not None and checkpoint.meta["step"] == args.steps
+            and (out / METRICS).is_file()):
+        print(f"{cell}: finished at step {args.steps}, skipped")
+        return json.loads((out / METRICS).read_text(encoding="utf-8"))
     model = SequenceModel(
         cell, task.input_size, args.hidden, task.output_size, num_layers=args.layers,
         input_kind="embedding" if args.embed and task.input_kind == "onehot" else task.input_kind,
         dropout=args.dropout, dtype=args.dtype, device=args.device, seed=args.seed,
     )
     config = TrainConfig(
-        steps=steps, batch_size=args.batch, clip=args.clip or None, clip_value=args.clip_value,
-        tbptt=args.tbptt, schedule=args.schedule, warmup=args.warmup,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+        steps=args.steps, batch_size=args.batch, clip=args.clip or None,
+        clip_value=args.clip_value, tbptt=args.tbptt, schedule=args.schedule,
+        warmup=args.warmup, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
     )
-    run_config = {"model": model.config, "task": task.config(), "args": {
-        k: v for k, v in vars(args).items() if k != "cell"} | {"cell": cell}}
+    run_config = {"model": model.config, "task": task.config(),
+                  "args": _run_settings(args) | {"cell": cell}}
     if isinstance(task, CharLM):
         run_config["vocab"] = task.vocab
     trainer = Trainer(model, task, _optimizer(args, model.parameters()), config,
                       seed=args.seed, checkpoint_path=out / CHECKPOINT, run_config=run_config,
                       progress=not args.no_progress)
     resumed_from = 0
-    if args.resume:
-        if not trainer.resume():
-            raise UsageError(f"--resume: expected a checkpoint at {str(out / CHECKPOINT)!r}, "
-                             "found none")
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
         resumed_from = trainer.step
-        if not args.no_progress:
-            print(f"resuming {cell} from step {resumed_from}", file=sys.stderr)
+        print(f"{cell}: resumed from step {resumed_from}")
+    elif args.resume:
+        print(f"{cell}: no checkpoint yet, started at step 0")
     start = time.perf_counter()
     trainer.fit()
     wall_s = time.perf_counter() - start
     metrics = _metrics(task, args, cell, trainer, wall_s, resumed_from)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_json(out / METRICS, metrics)
     if not args.no_plots:
         from .plots import plot_loss_curves
 
@@ -266,18 +458,32 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, given: set[str] | None = None) -> int:
+    """``cuda-rnn train``; ``given`` names the options set on the command line (what
+    ``--resume`` keeps from the command instead of taking it from the run)."""
     _check_train_args(args)
+    out = Path(args.out or f"runs/{args.task}-T{args.seq_len or TASK_DEFAULTS[args.task][0]}")
+    checkpoints: dict[str, Checkpoint | None] = {}
+    if args.resume:
+        changed = _take_run_settings(args, set(vars(args)) if given is None else given, out)
+        checkpoints = _checkpoints(out, args.cell, args.steps)
+        if changed:
+            print(f"resumed with changed settings: {'; '.join(changed)}; from here on the run "
+                  "differs from one trained in one go")
+    else:
+        _resolve_defaults(args)
+        _claim(out, args.force)
     task = _task(args)
-    seq = task.seq_len if task.name != "copy" else task.delay
-    out = Path(args.out or f"runs/{task.name}-T{seq}")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"cells": args.cell, "settings": _run_settings(args)}
+    _write_json(out / RUN_FILE, record)
     rows = []
     for cell in args.cell:
-        folder = out if len(args.cell) == 1 else out / cell
+        folder = _cell_folder(out, args.cell, cell)
         folder.mkdir(parents=True, exist_ok=True)
         # A diverging run is reported once, by the Trainer's guard, not by NumPy's warnings.
         with np.errstate(over="ignore", invalid="ignore"):
-            rows.append(train_one(args, task, cell, folder))
+            rows.append(train_one(args, task, cell, folder, checkpoints.get(cell)))
     print(f"{task.name}: loss = {'MSE' if task.loss_kind == 'mse' else 'nats per step'}; "
           f"baseline = {task.baseline_name}; results in {out}")
     print(_table(rows))
@@ -286,7 +492,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         histories = {m["cell"]: _history(out / m["cell"]) for m in rows}
         plot_loss_curves(histories, out / "loss.png", baseline=task.baseline,
-                         title=f"{task.name} T={seq}")
+                         title=f"{task.name} T={args.seq_len}")
     return 0
 
 
@@ -297,13 +503,41 @@ def _history(folder: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- sample
+def _sample_checkpoint(out: Path, cell: str | None) -> Path:
+    """The checkpoint ``cuda-rnn sample`` reads from the run folder ``out``: the run's one
+    cell, or ``cell``, or the first cell trained (said on stderr)."""
+    if (out / CHECKPOINT).is_file():
+        return out / CHECKPOINT
+    run = out / RUN_FILE
+    order = json.loads(run.read_text(encoding="utf-8"))["cells"] if run.is_file() else CELLS
+    cells = [c for c in order if (out / c / CHECKPOINT).is_file()]
+    if not cells:
+        raise UsageError(f"--out: expected a run folder with {CHECKPOINT} (or <cell>/"
+                         f"{CHECKPOINT}), got {str(out)!r}")
+    if cell is None:
+        cell = cells[0]
+        others = f" (also there: {', '.join(cells[1:])}; choose with --cell)" if cells[1:] else ""
+        print(f"cuda-rnn sample: sampling the {cell} model of {str(out)!r}{others}",
+              file=sys.stderr)
+    elif cell not in cells:
+        raise UsageError(f"--cell: expected one of the run's cells {cells}, got {cell!r}")
+    return out / cell / CHECKPOINT
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in tuple("aeiou") else f"a {word}"
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(Path(args.out) / CHECKPOINT)
+    ckpt = load_checkpoint(_sample_checkpoint(Path(args.out), args.cell))
     config = ckpt.meta.get("config", {})
     vocab = config.get("vocab")
     if vocab is None:
-        task = config.get("task", {}).get("task")
-        raise UsageError(f"--out: expected a charlm run, got a {task} run")
+        task = str(config.get("task", {}).get("task"))
+        raise UsageError(f"--out: expected a charlm run, got {_article(task)} run")
+    if args.cell is not None and config["model"]["cell"] != args.cell:
+        raise UsageError(f"--cell: expected the run's cell {config['model']['cell']!r}, "
+                         f"got {args.cell!r}")
     model = SequenceModel.from_config(config["model"], device=args.device)
     model.load_state_dict(ckpt.params)
     text = sample_text(model, vocab, args.prime, args.length, args.temperature,
@@ -317,7 +551,11 @@ def cmd_vanish(args: argparse.Namespace) -> int:
     if args.train_steps < 0:
         raise UsageError(f"--train-steps: expected an integer >= 0, got {args.train_steps}")
     task = make_task({"task": args.task, "seq_len": args.seq_len})
-    norms = compare_cells(args.cell, task, args.hidden, args.batch, args.seed, args.train_steps)
+    if args.train_steps and not args.no_progress:
+        print(f"cuda-rnn vanish: training each of {', '.join(args.cell)} for "
+              f"{args.train_steps} steps", file=sys.stderr)
+    norms = compare_cells(args.cell, task, args.hidden, args.batch, args.seed, args.train_steps,
+                          progress=not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"task": task.name, "seq_len": args.seq_len, "hidden": args.hidden,
@@ -330,12 +568,14 @@ def cmd_vanish(args: argparse.Namespace) -> int:
     for label, n in norms.items():
         ratio = n[0] / n[-1] if n[-1] > 0 else float("nan")
         print(f"{label:<22}{n[-1]:>11.3e}{n[len(n) // 2]:>11.3e}{n[0]:>11.3e}{ratio:>14.3e}")
+    written = [out / "vanish.json"]
     if not args.no_plots:
         from .plots import plot_grad_norms
 
-        plot_grad_norms(norms, out / "vanish.png",
-                        title=f"{task.name} T={args.seq_len}, hidden {args.hidden}")
-    print(f"written: {out / 'vanish.json'}")
+        png = plot_grad_norms(norms, out / "vanish.png",
+                              title=f"{task.name} T={args.seq_len}, hidden {args.hidden}")
+        written += [png] if png is not None else []
+    print(f"written: {', '.join(map(str, written))}")
     return 0
 
 
@@ -346,11 +586,12 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(args.seed)
     failed = 0
-    print(f"BPTT vs central differences, float64: T={args.seq_len}, batch {args.batch}, "
-          f"hidden {args.hidden}, {args.layers} layer(s); tolerance {GRADCHECK_TOL:g}")
-    for cell in args.cell:
-        layer = make_recurrent(cell, GRADCHECK_INPUT, args.hidden, args.layers, dtype="float64",
-                               device="cpu", seed=args.seed)
+    layers = [make_recurrent(cell, GRADCHECK_INPUT, args.hidden, args.layers, dtype="float64",
+                             device=args.device, seed=args.seed) for cell in args.cell]
+    print(f"BPTT vs central differences, float64 on {layers[0].device}: T={args.seq_len}, "
+          f"batch {args.batch}, hidden {args.hidden}, {args.layers} layer(s); tolerance "
+          f"{GRADCHECK_TOL:g}")
+    for cell, layer in zip(args.cell, layers):
         x = rng.standard_normal((args.seq_len, args.batch, GRADCHECK_INPUT))
         result = gradcheck(layer, x, seed=args.seed)
         ok = result.passed(GRADCHECK_TOL)
@@ -365,10 +606,13 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "vanish": cmd_vanish,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cuda-rnn`` and ``python -m cuda_rnn``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"cuda-rnn {args.command}"
     try:
+        if args.command == "train":
+            return cmd_train(args, given_train_flags(argv[1:]))
         return COMMANDS[args.command](args)
     except (UsageError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -43,10 +43,10 @@ def test_bad_arguments_give_one_line_and_status_2(
     (["train", "--task", "charlm", "--text", "/nonexistent/t.txt"],
      "path: expected an existing UTF-8 text file"),
     (["train", "--task", "charlm"], "--text: expected a UTF-8 text file for --task charlm"),
-    (["train", "--cell", "lstm", "--resume"], "--resume: expected a checkpoint at"),
+    (["train", "--cell", "lstm", "--resume"], "--resume: expected a run in"),
     (["train", "--device", "cuda"], None),
     (["train", "--dtype", "float16", "--device", "cpu"], "dtype: expected one of"),
-    (["sample", "--out", "/nonexistent"], "checkpoint: expected an existing .npz file"),
+    (["sample", "--out", "/nonexistent"], "--out: expected a run folder with checkpoint.npz"),
 ])
 def test_invalid_values_give_one_line_and_status_2(
     capsys: pytest.CaptureFixture, tmp_path: Path, argv: list[str], fragment: str | None
@@ -113,7 +113,7 @@ def test_sample_rejects_a_non_charlm_run(capsys: pytest.CaptureFixture, tmp_path
     assert main(["train", "--cell", "lstm", "--out", out, *TINY]) == 0
     capsys.readouterr()
     assert main(["sample", "--out", out]) == 2
-    assert "--out: expected a charlm run, got a adding run" in capsys.readouterr().err
+    assert "--out: expected a charlm run, got an adding run" in capsys.readouterr().err
 
 
 def test_diverging_run_exits_1_with_a_clear_message(capsys: pytest.CaptureFixture,
