@@ -5,6 +5,7 @@ write nothing and return None, so training never fails for want of a plot.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +64,45 @@ def plot_loss_curves(
     if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    draw_loss_curves(ax, histories, baseline)
+    return _save(plt, fig, ax, path, title)
+
+
+def draw_loss_curves(ax: Any, histories: dict[str, Any], baseline: float | None = None) -> None:
+    """Draw :func:`plot_loss_curves`' curves on the matplotlib axes ``ax``; the legend names
+    each run's last test loss."""
     for name, h in histories.items():
         loss = np.asarray(h.loss, dtype=np.float64)
         steps = np.arange(1, len(loss) + 1)
         line, = ax.plot(steps, _smooth(loss, max(1, len(loss) // 100)), label=f"{name} train")
         if len(h.eval_step):
             ax.plot(h.eval_step, h.eval_loss, "o--", color=line.get_color(), ms=3,
-                    label=f"{name} test")
+                    label=f"{name} test ({h.eval_loss[-1]:.4g} at step {h.eval_step[-1]})")
     if baseline is not None:
         ax.axhline(baseline, color="gray", ls=":", label=f"baseline {baseline:.3g}")
     ax.set_yscale("log")
+    _label_log_axis(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    return _save(plt, fig, ax, path, title)
+
+
+def _label_log_axis(ax: Any) -> None:
+    """Label enough ticks of a log y axis to read values off it: a loss that falls from 4 to
+    1.6 spans under one decade, where matplotlib labels only one or two ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_ylim()
+    decades = math.log10(hi / lo)
+    if decades < 1:
+        subs: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    elif decades < 4:
+        subs = (1.0, 2.0, 5.0)
+    else:
+        subs = (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=subs, numticks=40))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", axis="y", alpha=0.3)
 
 
 def plot_grad_norms(norms: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path | None:
