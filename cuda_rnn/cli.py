@@ -308,7 +308,7 @@ def _describe(settings: dict[str, Any]) -> str:
 def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> list[str]:
     """Set every setting not given on the command line to the run's in ``out``; refuse a given
     setting that would change the run's model or data. Returns the changed training settings,
-    as "--flag new (the run had old)"."""
+    as "--flag new (the run has old)"."""
     path = out / RUN_FILE
     if not path.is_file():
         raise UsageError(f"--resume: expected a run in {str(out)!r} (its {RUN_FILE}), found "
