@@ -3,8 +3,10 @@ train printed, resume after a kill -9, resume with other settings, no silent ove
 text, and the progress and file names that vanish and gradcheck print."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,6 +185,9 @@ def test_vanish_shows_progress_and_names_what_it_wrote(tmp_path: Path) -> None:
     proc = cuda_rnn("vanish", "--cell", "lstm,rnn-tanh", "--seq-len", "5", "--hidden", "4",
                     "--batch", "3", "--train-steps", "4", "--out", "v", cwd=tmp_path)
     assert "training each of lstm, rnn-tanh for 4 steps" in proc.stderr
+    if importlib.util.find_spec("tqdm") is not None:
+        for cell in ("lstm", "rnn-tanh"):  # a finished bar per cell
+            assert re.search(rf"{cell}: .*\b4/4\b", proc.stderr), proc.stderr
     assert proc.stdout.splitlines()[-1] == "written: v/vanish.json, v/vanish.png"
     assert (tmp_path / "v" / "vanish.png").stat().st_size > 0
     quiet = cuda_rnn("vanish", "--cell", "gru", "--seq-len", "5", "--hidden", "4", "--batch",
