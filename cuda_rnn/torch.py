@@ -45,8 +45,8 @@ class _Call:
     out_dtype: torch.dtype  # the dtype of the outputs
     empty: tuple[tuple[int, ...], ...] | None  # output shapes of an empty batch (no kernels)
     is_lstm: bool
-    state_given: tuple[bool, bool]  # whether h0 and c0 were passed (not None)
     layer: Any = None  # the layer that ran the forward, holding what BPTT needs
+    inputs: tuple[Any, ...] = ()  # (shape, dtype) of x, h0, c0, *weights; None where None
     backward_runs: int = 0
 
 
@@ -62,9 +62,9 @@ class RecurrentFunction(torch.autograd.Function):
     ``apply(call, x, h0, c0, *weights)`` returns ``(y, h_n)`` or, for an LSTM, ``(y, h_n, c_n)``;
     ``h0`` and ``c0`` may be None (zeros), ``c0`` is None for RNN and GRU.
 
-    The inputs are saved with ``ctx.save_for_backward``, so torch's checks hold as for its own
-    nodes: an in-place change of a weight, input or state between forward and backward raises
-    torch's version-counter error, and a second backward without ``retain_graph=True`` raises
+    What BPTT reads (x, h0, c0 and the weight matrices; not the biases, as torch.nn) is saved
+    with ``ctx.save_for_backward``, so torch's checks hold as for its own nodes: an in-place
+    change of one of them between forward and backward raises torch's version-counter error, and a second backward without ``retain_graph=True`` raises
     "Trying to backward through the graph a second time". The backward is itself a node
     (:class:`_BPTT`), so ``torch.func.grad`` works; second-order gradients raise
     :class:`NotImplementedError` (see :data:`SECOND_ORDER`).
@@ -91,16 +91,19 @@ class RecurrentFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        call, *tensors = inputs
-        ctx.save_for_backward(*tensors)
+        call, x, h0, c0, *weights = inputs
+        read = [w for name, w in zip(call.names, weights) if not name.startswith("bias")]
+        ctx.save_for_backward(x, h0, c0, *read)
+        call.inputs = tuple(None if t is None else (t.shape, t.dtype)
+                            for t in (x, h0, c0, *weights))
         ctx.call = call
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> tuple[Any, ...]:
-        saved = ctx.saved_tensors
-        given = [t is not None for t in saved]
-        grads = iter(_BPTT.apply(ctx.call, dy, *dfinal, *(t for t in saved if t is not None)))
-        return (None, *(next(grads) if g else None for g in given))
+        # Reading saved_tensors is what raises for in-place changes and for a freed graph.
+        saved = [t for t in ctx.saved_tensors if t is not None]
+        grads = iter(_BPTT.apply(ctx.call, dy, *dfinal, *saved))
+        return (None, *(None if meta is None else next(grads) for meta in ctx.call.inputs))
 
     @staticmethod
     def vmap(info: Any, in_dims: Any, *args: Any) -> Any:
@@ -132,16 +135,17 @@ class _BPTT(torch.autograd.Function):
 
     Under ``torch.func.grad`` its forward receives plain tensors whose memory NumPy and CuPy
     can read; differentiating it (second order) raises :data:`SECOND_ORDER`.
-    ``apply(call, dy, *dfinal, *inputs)`` returns the gradients of the given (non-None)
-    inputs of the forward, in their order and dtypes.
+    ``apply(call, dy, *dfinal, *saved)`` returns the gradients of the given (non-None)
+    inputs of the forward, in their order and dtypes; ``saved`` (the forward's saved tensors)
+    only ties the result to them, so that a second differentiation reaches this node.
     """
 
     @staticmethod
     def forward(call: _Call, dy: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n_final = 2 if call.is_lstm else 1
-        dfinal, inputs = rest[:n_final], rest[n_final:]
+        dfinal = rest[: 2 if call.is_lstm else 1]
+        given = [meta for meta in call.inputs if meta is not None]
         if call.empty is not None:
-            return tuple(torch.zeros_like(t) for t in inputs)
+            return tuple(dy.new_zeros(shape, dtype=dtype) for shape, dtype in given)
         layer = call.layer
         if call.backward_runs:
             # Another backward over a retained graph: the layer accumulates into its grads,
@@ -153,9 +157,9 @@ class _BPTT(torch.autograd.Function):
             dx, dstate = layer.backward(_array(dy, call.compute),
                                         darrays if call.is_lstm else darrays[0])
             dstates = dstate if call.is_lstm else (dstate,)
-            d0 = [d for d, given in zip(dstates, call.state_given) if given]
+            d0 = [d for d, meta in zip(dstates, call.inputs[1:3]) if meta is not None]
             grads = [dx, *d0, *(layer.grads[n] for n in call.names)]
-            return tuple(interop.as_tensor(g).to(t.dtype) for g, t in zip(grads, inputs))
+            return tuple(interop.as_tensor(g).to(dtype) for g, (_, dtype) in zip(grads, given))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -164,6 +168,13 @@ class _BPTT(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
         raise NotImplementedError(SECOND_ORDER)
+
+
+@torch.compiler.disable
+def _run(call: _Call, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """:meth:`RecurrentFunction.apply`, run eagerly under torch.compile: the kernels read
+    tensor memory through NumPy and CuPy, which the compiler's fake tensors do not have."""
+    return RecurrentFunction.apply(call, *tensors)
 
 
 class StateDtypeError(ValueError, RuntimeError):
@@ -274,8 +285,8 @@ class _KernelRecurrent:
         raise RuntimeError(
             f"cuda_rnn.torch.{type(self).__name__} cannot be compiled by torch.jit.script: its "
             f"forward runs cuda_rnn's kernels from Python (a torch.autograd.Function), which "
-            f"TorchScript cannot compile; script a torch.nn.{type(self).__name__} holding the "
-            f"same state_dict instead (without lengths=, which torch.nn lacks)"
+            f"TorchScript cannot compile; torch.compile runs it (the kernel call stays eager), "
+            f"and torch.jit.trace records it as a Python call (it runs, but cannot be saved)"
         )
 
     def _empty_batch_shapes(self, x: torch.Tensor, states: dict[str, torch.Tensor | None],
@@ -345,9 +356,8 @@ class _KernelRecurrent:
             names=tuple(self._flat_weights_names), lengths=lengths, training=self.training,
             seed=seed, compute=compute, out_dtype=out_dtype,
             empty=self._empty_batch_shapes(x, states, x.dim() == 2), is_lstm=is_lstm,
-            state_given=(h0 is not None, c0 is not None),
         )
-        y, *final = RecurrentFunction.apply(call, x, h0, c0, *weights)
+        y, *final = _run(call, x, h0, c0, *weights)
         if packed is not None:
             y = _pack_like(y, lengths, packed, self.batch_first)
         return y, (tuple(final) if is_lstm else final[0])
