@@ -10,7 +10,12 @@ torch's current CUDA stream (CUDA kernels).
 
 Under ``torch.autocast`` on CUDA, inputs and weights are cast to the autocast dtype, as
 torch does for its own RNNs; on the CPU (whose NumPy path computes in float32 or float64)
-they run in the weights' dtype.
+they run in the weights' dtype, and float16 / bfloat16 modules compute on float32 copies,
+their outputs and gradients rounded back to the module's dtype.
+
+The autograd contract is torch.nn's (version-counter checks, freed graphs, retain_graph,
+torch.func.grad), see :class:`RecurrentFunction`; what cannot hold raises an error that says
+why: second-order gradients, vmap, forward-mode AD and torch.jit.script.
 """
 from __future__ import annotations
 
