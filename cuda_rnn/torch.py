@@ -51,7 +51,7 @@ class _Call:
     empty: tuple[tuple[int, ...], ...] | None  # output shapes of an empty batch (no kernels)
     is_lstm: bool
     layer: Any = None  # the layer that ran the forward, holding what BPTT needs
-    inputs: tuple[Any, ...] = ()  # (shape, dtype) of x, h0, c0, *weights; None where None
+    inputs: tuple[Any, ...] = ()  # shapes of x, h0, c0, *weights; None where None
     backward_runs: int = 0
 
 
@@ -99,8 +99,7 @@ class RecurrentFunction(torch.autograd.Function):
         call, x, h0, c0, *weights = inputs
         read = [w for name, w in zip(call.names, weights) if not name.startswith("bias")]
         ctx.save_for_backward(x, h0, c0, *read)
-        call.inputs = tuple(None if t is None else (t.shape, t.dtype)
-                            for t in (x, h0, c0, *weights))
+        call.inputs = tuple(None if t is None else t.shape for t in (x, h0, c0, *weights))
         ctx.call = call
 
     @staticmethod
@@ -108,7 +107,7 @@ class RecurrentFunction(torch.autograd.Function):
         # Reading saved_tensors is what raises for in-place changes and for a freed graph.
         saved = [t for t in ctx.saved_tensors if t is not None]
         grads = iter(_BPTT.apply(ctx.call, dy, *dfinal, *saved))
-        return (None, *(None if meta is None else next(grads) for meta in ctx.call.inputs))
+        return (None, *(None if shape is None else next(grads) for shape in ctx.call.inputs))
 
     @staticmethod
     def vmap(info: Any, in_dims: Any, *args: Any) -> Any:
@@ -141,16 +140,15 @@ class _BPTT(torch.autograd.Function):
     Under ``torch.func.grad`` its forward receives plain tensors whose memory NumPy and CuPy
     can read; differentiating it (second order) raises :data:`SECOND_ORDER`.
     ``apply(call, dy, *dfinal, *saved)`` returns the gradients of the given (non-None)
-    inputs of the forward, in their order and dtypes; ``saved`` (the forward's saved tensors)
+    inputs of the forward, in their order; ``saved`` (the forward's saved tensors)
     only ties the result to them, so that a second differentiation reaches this node.
     """
 
     @staticmethod
     def forward(call: _Call, dy: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
         dfinal = rest[: 2 if call.is_lstm else 1]
-        given = [meta for meta in call.inputs if meta is not None]
         if call.empty is not None:
-            return tuple(dy.new_zeros(shape, dtype=dtype) for shape, dtype in given)
+            return tuple(dy.new_zeros(shape) for shape in call.inputs if shape is not None)
         layer = call.layer
         if call.backward_runs:
             # Another backward over a retained graph: the layer accumulates into its grads,
@@ -162,9 +160,10 @@ class _BPTT(torch.autograd.Function):
             dx, dstate = layer.backward(_array(dy, call.compute),
                                         darrays if call.is_lstm else darrays[0])
             dstates = dstate if call.is_lstm else (dstate,)
-            d0 = [d for d, meta in zip(dstates, call.inputs[1:3]) if meta is not None]
+            d0 = [d for d, shape in zip(dstates, call.inputs[1:3]) if shape is not None]
             grads = [dx, *d0, *(layer.grads[n] for n in call.names)]
-            return tuple(interop.as_tensor(g).to(dtype) for g, (_, dtype) in zip(grads, given))
+            # In the compute dtype: autograd casts each to its input's dtype.
+            return tuple(interop.as_tensor(g) for g in grads)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
