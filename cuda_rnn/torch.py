@@ -69,8 +69,9 @@ class RecurrentFunction(torch.autograd.Function):
 
     What BPTT reads (x, h0, c0 and the weight matrices; not the biases, as torch.nn) is saved
     with ``ctx.save_for_backward``, so torch's checks hold as for its own nodes: an in-place
-    change of one of them between forward and backward raises torch's version-counter error, and a second backward without ``retain_graph=True`` raises
-    "Trying to backward through the graph a second time". The backward is itself a node
+    change of one of them between forward and backward raises torch's version-counter error,
+    and a second backward without ``retain_graph=True`` raises "Trying to backward through
+    the graph a second time". The backward is itself a node
     (:class:`_BPTT`), so ``torch.func.grad`` works; second-order gradients raise
     :class:`NotImplementedError` (see :data:`SECOND_ORDER`).
     """

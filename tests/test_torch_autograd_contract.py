@@ -25,7 +25,8 @@ PAIRS = {
 KINDS = list(PAIRS)
 TOL = {"rtol": 1e-10, "atol": 1e-10}
 # torch 2.13 deprecates the TorchScript entry points that the scripting tests call.
-pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
 
 
 def _pair(kind: str, rng: np.random.Generator, dtype: torch.dtype = torch.float64, **options):
@@ -210,7 +211,8 @@ def test_nested_torch_func_grad_raises_that_it_is_unsupported(rng: np.random.Gen
     w = ours.weight_hh_l0.detach()
 
     def loss(w_):
-        return torch.func.functional_call(ours, {"weight_hh_l0": w_}, (x.detach(),))[0].square().sum()
+        y, _ = torch.func.functional_call(ours, {"weight_hh_l0": w_}, (x.detach(),))
+        return y.square().sum()
 
     with pytest.raises(NotImplementedError, match="second-order gradients .* not supported"):
         torch.func.grad(lambda w_: torch.func.grad(loss)(w_).sum())(w)
