@@ -10,39 +10,55 @@ torch's current CUDA stream (CUDA kernels).
 
 Under ``torch.autocast`` on CUDA, inputs and weights are cast to the autocast dtype, as
 torch does for its own RNNs; on the CPU (whose NumPy path computes in float32 or float64)
-they run in the weights' dtype.
+they run in the weights' dtype, and float16 / bfloat16 modules compute on float32 copies,
+their outputs and gradients rounded back to the module's dtype.
+
+The autograd contract is torch.nn's (version-counter checks, freed graphs, retain_graph,
+torch.func.grad), see :class:`RecurrentFunction`; what cannot hold raises an error that says
+why: second-order gradients, vmap, forward-mode AD and torch.jit.script.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import interop
 from . import layers as _layers
+from .cuda.algo import check_algo
 
-__all__ = ["GRU", "LSTM", "RNN", "RecurrentFunction"]
+__all__ = ["GRU", "LSTM", "RNN", "RecurrentFunction", "StateDtypeError"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Call:
-    """What one forward call needs besides tensors."""
+    """What one forward call needs besides tensors, and what it leaves for backward."""
 
-    template: Any  # a cuda_rnn layer of the module's configuration, device and dtype
+    build: Callable[[dict[str, Any]], Any]  # parameter arrays -> the module's cuda_rnn layer
     names: tuple[str, ...]  # parameter names, in the order the weights are passed
     lengths: Any  # (B,) sequence lengths or None
     training: bool
     seed: int | None  # dropout generator seed, drawn from torch's generator
+    compute: torch.dtype  # the dtype the kernels run in
+    out_dtype: torch.dtype  # the dtype of the outputs
+    empty: tuple[tuple[int, ...], ...] | None  # output shapes of an empty batch (no kernels)
+    is_lstm: bool
+    layer: Any = None  # the layer that ran the forward, holding what BPTT needs
+    inputs: tuple[Any, ...] = ()  # shapes of x, h0, c0, *weights; None where None
+    backward_runs: int = 0
 
 
-def _array(t: torch.Tensor | None) -> Any:
-    # CUDA kernels index dense memory; .contiguous() is a no-op (no copy) for a dense tensor.
-    return None if t is None else interop.as_array(t.contiguous())
+def _array(t: torch.Tensor | None, dtype: torch.dtype) -> Any:
+    # .to() and .contiguous() return the tensor itself (no copy) for a dense one of that dtype;
+    # CUDA kernels index dense memory.
+    return None if t is None else interop.as_array(t.to(dtype).contiguous())
 
 
 class RecurrentFunction(torch.autograd.Function):
@@ -50,61 +66,160 @@ class RecurrentFunction(torch.autograd.Function):
 
     ``apply(call, x, h0, c0, *weights)`` returns ``(y, h_n)`` or, for an LSTM, ``(y, h_n, c_n)``;
     ``h0`` and ``c0`` may be None (zeros), ``c0`` is None for RNN and GRU.
+
+    What BPTT reads (x, h0, c0 and the weight matrices; not the biases, as torch.nn) is saved
+    with ``ctx.save_for_backward``, so torch's checks hold as for its own nodes: an in-place
+    change of one of them between forward and backward raises torch's version-counter error,
+    and a second backward without ``retain_graph=True`` raises "Trying to backward through
+    the graph a second time". The backward is itself a node
+    (:class:`_BPTT`), so ``torch.func.grad`` works; second-order gradients raise
+    :class:`NotImplementedError` (see :data:`SECOND_ORDER`).
     """
 
     @staticmethod
-    def forward(ctx: Any, call: _Call, x: torch.Tensor, h0: torch.Tensor | None,
+    def forward(call: _Call, x: torch.Tensor, h0: torch.Tensor | None,
                 c0: torch.Tensor | None, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        is_lstm = isinstance(call.template, _layers.LSTM)
+        if call.empty is not None:
+            return tuple(x.new_zeros(shape, dtype=call.out_dtype) for shape in call.empty)
         with interop.cuda_scope(x.device):
-            layer = call.template.with_parameters(
-                dict(zip(call.names, (_array(w) for w in weights)))
-            )
+            params = dict(zip(call.names, (_array(w, call.compute) for w in weights)))
+            layer = call.build(params).with_parameters(params)
             layer.train(call.training)
             if call.seed is not None:
                 layer.rng = np.random.default_rng(call.seed)
-            state = (_array(h0), _array(c0)) if is_lstm else _array(h0)
-            y, final = layer(_array(x), state, lengths=call.lengths)
-            finals = final if is_lstm else (final,)
-            out = (interop.as_tensor(y), *(interop.as_tensor(f) for f in finals))
-        ctx.layer = layer
-        ctx.names = call.names
-        ctx.is_lstm = is_lstm
-        ctx.state_given = (h0 is not None, c0 is not None)
-        ctx.grads_handed_out = False
+            h0_a, c0_a = _array(h0, call.compute), _array(c0, call.compute)
+            state = (h0_a, c0_a) if call.is_lstm else h0_a
+            y, final = layer(_array(x, call.compute), state, lengths=call.lengths)
+            finals = final if call.is_lstm else (final,)
+            out = tuple(interop.as_tensor(a).to(call.out_dtype) for a in (y, *finals))
+        call.layer = layer
         return out
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        call, x, h0, c0, *weights = inputs
+        read = [w for name, w in zip(call.names, weights) if not name.startswith("bias")]
+        ctx.save_for_backward(x, h0, c0, *read)
+        call.inputs = tuple(None if t is None else t.shape for t in (x, h0, c0, *weights))
+        ctx.call = call
+
+    @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, *dfinal: torch.Tensor) -> tuple[Any, ...]:
-        layer = ctx.layer
-        if ctx.grads_handed_out:
-            # A second backward (retain_graph=True): the layer accumulates into its grads,
-            # which autograd already holds from the first; start from fresh zeros instead.
+        # Reading saved_tensors is what raises for in-place changes and for a freed graph.
+        saved = [t for t in ctx.saved_tensors if t is not None]
+        grads = iter(_BPTT.apply(ctx.call, dy, *dfinal, *saved))
+        return (None, *(None if shape is None else next(grads) for shape in ctx.call.inputs))
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> Any:
+        raise NotImplementedError(
+            "cuda_rnn.torch: torch.func.vmap (and jacrev, jacfwd, hessian, which use it) is "
+            "not supported: the kernels run one batch in NumPy or CUDA outside torch; put the "
+            "batch in the batch dimension instead"
+        )
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(
+            "cuda_rnn.torch: forward-mode AD (torch.func.jvp, torch.autograd.forward_ad) is "
+            "not supported: cuda_rnn computes reverse-mode BPTT only"
+        )
+
+
+#: Why second-order gradients stop: the message of the error they raise.
+SECOND_ORDER = (
+    "cuda_rnn.torch: second-order gradients (a backward through gradients made with "
+    "create_graph=True, torch.func.grad of torch.func.grad, hessians) are not supported: "
+    "the BPTT backward runs in cuda_rnn's NumPy or CUDA kernels outside autograd, so it has "
+    "no derivative of its own; use torch.nn.LSTM / GRU / RNN for them (same state_dict)"
+)
+
+
+class _BPTT(torch.autograd.Function):
+    """The backward of :class:`RecurrentFunction` as a node of its own.
+
+    Under ``torch.func.grad`` its forward receives plain tensors whose memory NumPy and CuPy
+    can read; differentiating it (second order) raises :data:`SECOND_ORDER`.
+    ``apply(call, dy, *dfinal, *saved)`` returns the gradients of the given (non-None)
+    inputs of the forward, in their order; ``saved`` (the forward's saved tensors)
+    only ties the result to them, so that a second differentiation reaches this node.
+    """
+
+    @staticmethod
+    def forward(call: _Call, dy: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        dfinal = rest[: 2 if call.is_lstm else 1]
+        if call.empty is not None:
+            return tuple(dy.new_zeros(shape) for shape in call.inputs if shape is not None)
+        layer = call.layer
+        if call.backward_runs:
+            # Another backward over a retained graph: the layer accumulates into its grads,
+            # which autograd already holds from the last one; start from fresh zeros instead.
             layer.grads = {k: layer.xp.zeros_like(g) for k, g in layer.grads.items()}
-        ctx.grads_handed_out = True
+        call.backward_runs += 1
         with interop.cuda_scope(dy.device):
-            darrays = tuple(_array(g) for g in dfinal)
-            dx, dstate = layer.backward(_array(dy), darrays if ctx.is_lstm else darrays[0])
-            dstates = dstate if ctx.is_lstm else (dstate,)
-            dx_t = interop.as_tensor(dx)
-            d0 = [interop.as_tensor(d) if given else None
-                  for d, given in zip(dstates, ctx.state_given)]
-            dweights = [interop.as_tensor(layer.grads[n]) for n in ctx.names]
-        dc0 = d0[1] if ctx.is_lstm else None
-        return (None, dx_t, d0[0], dc0, *dweights)
+            darrays = tuple(_array(g, call.compute) for g in dfinal)
+            dx, dstate = layer.backward(_array(dy, call.compute),
+                                        darrays if call.is_lstm else darrays[0])
+            dstates = dstate if call.is_lstm else (dstate,)
+            d0 = [d for d, shape in zip(dstates, call.inputs[1:3]) if shape is not None]
+            grads = [dx, *d0, *(layer.grads[n] for n in call.names)]
+            # In the compute dtype: autograd casts each to its input's dtype.
+            return tuple(interop.as_tensor(g) for g in grads)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise NotImplementedError(SECOND_ORDER)
 
 
-def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    """The dtype the kernels run in: autocast's on CUDA when it is on, else the weights'."""
+@torch.compiler.disable
+def _run(call: _Call, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """:meth:`RecurrentFunction.apply`, run eagerly under torch.compile: the kernels read
+    tensor memory through NumPy and CuPy, which the compiler's fake tensors do not have."""
+    return RecurrentFunction.apply(call, *tensors)
+
+
+class StateDtypeError(ValueError, RuntimeError):
+    """An initial state whose dtype is not the weights': a RuntimeError, as torch.nn.LSTM /
+    GRU / RNN raise for it, and a ValueError, as every input check of cuda_rnn."""
+
+
+#: Module dtypes that the CPU (NumPy) path computes in float32, rounding the results back.
+CPU_UPCAST = (torch.float16, torch.bfloat16)
+
+
+def _dtypes(x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """(the dtype the kernels run in, the outputs' dtype) for an input and the weights.
+
+    Autocast's on CUDA when it is on; float32 for float16 / bfloat16 modules on the CPU,
+    whose NumPy path computes in float32 or float64; else the weights'.
+    """
     if x.is_cuda and torch.is_autocast_enabled("cuda"):
-        return torch.get_autocast_dtype("cuda")
+        dtype = torch.get_autocast_dtype("cuda")
+        return dtype, dtype
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise ValueError(
             f"input: expected dtype {weight.dtype} (the weights' dtype), got {x.dtype}; "
             f"convert the input or the module"
         )
-    return weight.dtype
+    if not x.is_cuda and weight.dtype in CPU_UPCAST:
+        return torch.float32, weight.dtype
+    return weight.dtype, weight.dtype
+
+
+def _check_state_dtypes(states: dict[str, torch.Tensor | None], weight: torch.Tensor) -> None:
+    """Raise :class:`StateDtypeError` for a state of another dtype than the weights' (outside
+    autocast, which casts them as it casts the input)."""
+    for name, s in states.items():
+        if (s is not None and s.dtype != weight.dtype
+                and not torch.is_autocast_enabled(s.device.type)):
+            raise StateDtypeError(
+                f"{name}: expected dtype {weight.dtype} (the weights' dtype), got {s.dtype}; "
+                f"convert the state or the module"
+            )
 
 
 def _pack_like(y: torch.Tensor, lengths: torch.Tensor, packed: PackedSequence,
@@ -119,10 +234,31 @@ def _pack_like(y: torch.Tensor, lengths: torch.Tensor, packed: PackedSequence,
                           packed.unsorted_indices)
 
 
+def _default_algo(layer_cls: type) -> str:
+    """The ``algo=`` default of a cuda_rnn layer class's constructor."""
+    return inspect.signature(layer_cls).parameters["algo"].default
+
+
 class _KernelRecurrent:
-    """forward() shared by the three modules; mixed in before the torch.nn class."""
+    """forward() and ``algo`` shared by the three modules; mixed in before the torch.nn class."""
 
     _layer_cls: type
+
+    @property
+    def algo(self) -> str:
+        """The CUDA step loop of the cuda_rnn layer (see :class:`cuda_rnn.LSTM`)."""
+        return self._algo
+
+    @algo.setter
+    def algo(self, value: str) -> None:
+        self.__dict__["_algo"] = check_algo(value)
+        self.__dict__.pop("_kernel_layers", None)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.algo != _default_algo(self._layer_cls):
+            text += f", algo={self.algo!r}"
+        return text
 
     def _kernel_layer(self, device: torch.device, dtype: torch.dtype,
                       params: dict[str, Any]) -> Any:
@@ -132,7 +268,7 @@ class _KernelRecurrent:
         if key not in cache:
             config = interop.layer_config(self)
             blank = self._layer_cls(**config, dtype=interop.dtype_name(dtype),
-                                    device=device.type)
+                                    device=device.type, algo=self.algo)
             # Rebinding drops the randomly initialised arrays the constructor made.
             cache[key] = blank.with_parameters(params)
         return cache[key]
@@ -149,13 +285,42 @@ class _KernelRecurrent:
         state.pop("_kernel_layers", None)
         return state
 
+    def __prepare_scriptable__(self) -> Any:
+        # torch.jit.script calls this on every submodule before compiling it.
+        raise RuntimeError(
+            f"cuda_rnn.torch.{type(self).__name__} cannot be compiled by torch.jit.script: its "
+            f"forward runs cuda_rnn's kernels from Python (a torch.autograd.Function), which "
+            f"TorchScript cannot compile; torch.compile runs it (the kernel call stays eager), "
+            f"and torch.jit.trace records it as a Python call (it runs, but cannot be saved)"
+        )
+
+    def _empty_batch_shapes(self, x: torch.Tensor, states: dict[str, torch.Tensor | None],
+                            unbatched: bool) -> tuple[tuple[int, ...], ...] | None:
+        """The output shapes for an empty batch, as torch.nn returns them; None for B > 0.
+
+        Raises
+        ------
+        ValueError
+            For a state whose shape does not match the empty batch.
+        """
+        if unbatched or x.shape[0 if self.batch_first else 1] != 0:
+            return None
+        D = 2 if self.bidirectional else 1
+        T = x.shape[1 if self.batch_first else 0]
+        state_shape = (self.num_layers * D, 0, self.hidden_size)
+        for name, s in states.items():
+            if s is not None and tuple(s.shape) != state_shape:
+                raise ValueError(f"{name}: expected shape {state_shape}, got {tuple(s.shape)}")
+        y_shape = (0, T, D * self.hidden_size) if self.batch_first else (T, 0, D * self.hidden_size)
+        return (y_shape, *([state_shape] * len(states)))
+
     def forward(self, input: Any, hx: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
         """Run the stack like torch.nn.LSTM / GRU / RNN, on cuda_rnn's kernels.
 
         Parameters
         ----------
         input : (T, B, input_size), (B, T, input_size) with batch_first, unbatched
-            (T, input_size), or a PackedSequence.
+            (T, input_size), or a PackedSequence. B may be 0 (empty outputs, like torch.nn).
         hx : initial state(s) (num_layers * D, B, H); a pair (h0, c0) for LSTM; None for zeros.
         lengths : (B,) sequence lengths for padded input (cuda_rnn's extension): outputs are
             zero past each sequence's end and h_n is the state at its last valid step.
@@ -170,6 +335,8 @@ class _KernelRecurrent:
         ValueError
             For lengths together with a PackedSequence, an input dtype unlike the weights'
             (outside autocast), or shapes the layer rejects.
+        StateDtypeError
+            For a state dtype unlike the weights' (outside autocast); also a RuntimeError.
         """
         packed = input if isinstance(input, PackedSequence) else None
         if packed is not None:
@@ -182,56 +349,71 @@ class _KernelRecurrent:
         else:
             x = input
         weights = [getattr(self, name) for name in self._flat_weights_names]
-        dtype = _compute_dtype(x, weights[0])
-        weights = [w.to(dtype) for w in weights]
+        compute, out_dtype = _dtypes(x, weights[0])
         is_lstm = self._layer_cls is _layers.LSTM
         h0, c0 = (hx if hx is not None else (None, None)) if is_lstm else (hx, None)
-        x, h0, c0 = (None if t is None else t.to(dtype) for t in (x, h0, c0))
-        # Inside torch's device and stream, so the DLPack exchange of the weights needs no
-        # cross-stream synchronisation and lands on the tensors' own GPU.
-        with interop.cuda_scope(x.device):
-            template = self._kernel_layer(
-                x.device, dtype,
-                dict(zip(self._flat_weights_names, (_array(w) for w in weights))))
+        states = {"h0": h0, "c0": c0} if is_lstm else {"h0": h0}
+        _check_state_dtypes(states, weights[0])
         use_dropout = self.training and self.dropout > 0 and self.num_layers > 1
         seed = int(torch.randint(2**62, (1,)).item()) if use_dropout else None
-        call = _Call(template, tuple(self._flat_weights_names), lengths, self.training, seed)
-        y, *final = RecurrentFunction.apply(call, x, h0, c0, *weights)
+        call = _Call(
+            build=functools.partial(self._kernel_layer, x.device, compute),
+            names=tuple(self._flat_weights_names), lengths=lengths, training=self.training,
+            seed=seed, compute=compute, out_dtype=out_dtype,
+            empty=self._empty_batch_shapes(x, states, x.dim() == 2), is_lstm=is_lstm,
+        )
+        y, *final = _run(call, x, h0, c0, *weights)
         if packed is not None:
             y = _pack_like(y, lengths, packed, self.batch_first)
         return y, (tuple(final) if is_lstm else final[0])
 
 
 class LSTM(_KernelRecurrent, nn.LSTM):
-    """torch.nn.LSTM on cuda_rnn's kernels; same constructor, without ``proj_size``.
+    """torch.nn.LSTM on cuda_rnn's kernels; same constructor, without ``proj_size``, plus
+    ``algo=`` (keyword only): the CUDA step loop of the cuda_rnn layer, "alternating",
+    "graph", "persistent" or "auto" (see :class:`cuda_rnn.LSTM`); ignored on the CPU.
 
     Raises
     ------
     ValueError
-        For ``proj_size`` other than 0.
+        For ``proj_size`` other than 0, or an unknown ``algo``.
     """
 
     _layer_cls = _layers.LSTM
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, algo: str = _default_algo(_layers.LSTM),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         interop.layer_config(self)  # raises for what the kernels lack (proj_size)
+        self.algo = algo
 
 
 class GRU(_KernelRecurrent, nn.GRU):
-    """torch.nn.GRU on cuda_rnn's kernels; same constructor."""
-
-    _layer_cls = _layers.GRU
-
-
-class RNN(_KernelRecurrent, nn.RNN):
-    """torch.nn.RNN on cuda_rnn's kernels; same constructor, and ``nonlinearity`` may also be
-    "sigmoid" (cuda_rnn's addition).
+    """torch.nn.GRU on cuda_rnn's kernels; same constructor, plus ``algo=`` (keyword only,
+    see :class:`LSTM`).
 
     Raises
     ------
     ValueError
-        For a nonlinearity other than "tanh", "relu" or "sigmoid".
+        For an unknown ``algo``.
+    """
+
+    _layer_cls = _layers.GRU
+
+    def __init__(self, *args: Any, algo: str = _default_algo(_layers.GRU),
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.algo = algo
+
+
+class RNN(_KernelRecurrent, nn.RNN):
+    """torch.nn.RNN on cuda_rnn's kernels; same constructor, and ``nonlinearity`` may also be
+    "sigmoid" (cuda_rnn's addition); plus ``algo=`` (keyword only, see :class:`LSTM`).
+
+    Raises
+    ------
+    ValueError
+        For a nonlinearity other than "tanh", "relu" or "sigmoid", or an unknown ``algo``.
     """
 
     _layer_cls = _layers.RNN
@@ -239,7 +421,7 @@ class RNN(_KernelRecurrent, nn.RNN):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, *, algo: str = _default_algo(_layers.RNN)) -> None:
         if nonlinearity not in _layers.RNN.NONLINEARITIES:
             raise ValueError(
                 f"nonlinearity: expected one of {_layers.RNN.NONLINEARITIES}, "
@@ -250,3 +432,4 @@ class RNN(_KernelRecurrent, nn.RNN):
         super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
+        self.algo = algo
