@@ -20,7 +20,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
         --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-# The checkout itself, without installing: kernels.py falls back to ./kernels_cu.
+# The checkout itself, without installing: cuda/loader.py falls back to ./kernels_cu.
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 {

@@ -37,7 +37,7 @@ def test_bad_launch_names_the_kernel(rng: np.random.Generator) -> None:
 
     from cuda_rnn.cuda.errors import KernelLaunchError
     from cuda_rnn.cuda.launch import launch
-    from cuda_rnn.kernels import get_kernel
+    from cuda_rnn.cuda.loader import get_kernel
 
     kernel = get_kernel("rnn.cu", "rnn_backward_pointwise", "float32")
     a = cupy.asarray(rng.standard_normal((1, 2, 3)), cupy.float32)
@@ -48,9 +48,9 @@ def test_bad_launch_names_the_kernel(rng: np.random.Generator) -> None:
 
 
 def test_every_kernel_compiles_for_this_gpu() -> None:
-    from cuda_rnn import kernels
+    from cuda_rnn.cuda import loader
 
-    for filename, names in kernels.KERNELS.items():
-        for kernel in names:
-            for dtype in kernels.CTYPES:
-                assert kernels.get_kernel(filename, kernel, dtype) is not None
+    for filename, entry in loader.KERNELS.items():
+        for kernel in entry.kernels:
+            for dtype in entry.dtypes:
+                assert loader.get_kernel(filename, kernel, dtype) is not None

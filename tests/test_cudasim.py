@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.simulator]
 def test_kernel_argument_of_the_wrong_element_type_is_refused(rng: np.random.Generator) -> None:
     import cupy
 
-    from cuda_rnn.kernels import get_kernel
+    from cuda_rnn.cuda.loader import get_kernel
 
     kernel = get_kernel("rnn.cu", "rnn_forward_pointwise", "float32")
     B, H = 2, 3
@@ -34,7 +34,7 @@ def test_kernel_argument_of_the_wrong_element_type_is_refused(rng: np.random.Gen
 def test_kernel_runs_the_real_source(rng: np.random.Generator) -> None:
     import cupy
 
-    from cuda_rnn.kernels import get_kernel
+    from cuda_rnn.cuda.loader import get_kernel
 
     kernel = get_kernel("rnn.cu", "rnn_forward_pointwise", "float64")
     B, H = 3, 5

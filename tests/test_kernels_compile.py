@@ -1,21 +1,23 @@
-"""Every kernel compiles under NVRTC for sm_80 and sm_90 on a machine with no GPU.
+"""Every pointwise kernel compiles under NVRTC for sm_80 and sm_90 on a machine with no GPU.
 
-The source, the options and the name expressions are the ones cuda_rnn.kernels hands to
-cupy.RawModule; only --gpu-architecture and the include path of cuda_fp16.h / cuda_bf16.h
-(which CuPy adds by itself on a GPU machine) are added here. The test skips only when
+The source, the options and the name expressions are the ones cuda_rnn.cuda.loader hands to
+cupy.RawModule (:func:`~cuda_rnn.cuda.loader.module_builds`); only --gpu-architecture and the
+include path of cuda_fp16.h / cuda_bf16.h (which CuPy adds by itself on a GPU machine) are
+added here. The cooperative modules are compiled by tests/test_persistent_compile.py. The test skips only when
 cuda.bindings is missing; any compile failure, a missing header included, fails it.
 """
 from __future__ import annotations
 
 import pytest
 
-from cuda_rnn import kernels
+from cuda_rnn.cuda import loader
 
 nvrtc = pytest.importorskip(
     "cuda.bindings.nvrtc", reason="needs cuda-bindings (pip install 'cuda_rnn[test]')"
 )
 
 ARCHES = ("sm_80", "sm_90")
+POINTWISE = {b.filename: b for b in loader.module_builds() if not b.cooperative}
 
 
 class NvrtcError(RuntimeError):
@@ -77,11 +79,12 @@ def nvrtc_compile(
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("filename", sorted(kernels.KERNELS))
+@pytest.mark.parametrize("filename", sorted(POINTWISE))
 def test_kernel_file_compiles_with_loader_options(filename: str, arch: str) -> None:
-    names = kernels.name_expressions(filename)
-    options = [*kernels.COMPILE_OPTIONS, *header_options(), f"--gpu-architecture={arch}"]
-    lowered = nvrtc_compile(kernels.kernel_source(filename), filename, names, options)
+    build = POINTWISE[filename]
+    names = build.name_expressions
+    options = [*build.options, *header_options(), f"--gpu-architecture={arch}"]
+    lowered = nvrtc_compile(build.source, filename, names, options)
     assert sorted(lowered) == sorted(names)
     for name, low in lowered.items():
         kernel = name.split("<")[0]
@@ -89,19 +92,26 @@ def test_kernel_file_compiles_with_loader_options(filename: str, arch: str) -> N
 
 
 def test_every_storage_type_is_instantiated() -> None:
-    names = kernels.name_expressions("lstm.cu")
-    assert len(names) == len(kernels.KERNELS["lstm.cu"]) * len(kernels.CTYPES)
+    names = POINTWISE["lstm.cu"].name_expressions
+    assert len(names) == len(loader.KERNELS["lstm.cu"].kernels) * len(loader.CTYPES)
     assert "lstm_forward_pointwise<__nv_bfloat16>" in names
     assert "lstm_backward_pointwise<double>" in names
 
 
+def test_builds_cover_every_file_once() -> None:
+    builds = loader.module_builds()
+    assert [b.filename for b in builds] == list(loader.KERNELS)
+    assert {b.filename for b in builds if b.cooperative} == {
+        "lstm_persistent.cuh", "gru_persistent.cuh"}
+
+
 def test_broken_source_fails_with_the_compiler_log() -> None:
-    good = kernels.kernel_source("rnn.cu")
-    source = good.replace("const A a = activate(", "const A a = activate((", 1)
-    assert source != good
-    options = [*kernels.COMPILE_OPTIONS, *header_options(), "--gpu-architecture=sm_90"]
+    build = POINTWISE["rnn.cu"]
+    source = build.source.replace("const A a = activate(", "const A a = activate((", 1)
+    assert source != build.source
+    options = [*build.options, *header_options(), "--gpu-architecture=sm_90"]
     with pytest.raises(NvrtcError) as info:
-        nvrtc_compile(source, "rnn.cu", kernels.name_expressions("rnn.cu"), options)
+        nvrtc_compile(source, "rnn.cu", build.name_expressions, options)
     message = str(info.value)
     assert "rnn.cu" in message and "error" in message
     # The #line markers make the log point into rnn.cu, not into the inlined header.
@@ -109,12 +119,12 @@ def test_broken_source_fails_with_the_compiler_log() -> None:
 
 
 def test_local_includes_are_inlined_with_line_markers() -> None:
-    for filename in kernels.KERNELS:
-        source = kernels.kernel_source(filename)
+    for filename, build in POINTWISE.items():
+        source = build.source
         assert '#include "common.cuh"' not in source
         assert '#line 1 "common.cuh"' in source
         assert "namespace cuda_rnn" in source
-        raw_lines = kernels.read_source_file(filename).splitlines()
+        raw_lines = loader.read_source_file(filename).splitlines()
         marker = next(
             line for line in source.splitlines()
             if line.startswith("#line ") and filename in line
@@ -128,8 +138,10 @@ def test_local_includes_are_inlined_with_line_markers() -> None:
 
 def test_unknown_file_kernel_or_dtype_is_rejected() -> None:
     with pytest.raises(ValueError, match="filename"):
-        kernels.kernel_source("conv.cu")
+        loader.module_build("conv.cu")
     with pytest.raises(ValueError, match="dtype"):
-        kernels.kernel_name("lstm_forward_pointwise", "int8")
+        loader.kernel_name("lstm_forward_pointwise", "int8")
     with pytest.raises(ValueError, match="kernel"):
-        kernels.get_kernel("lstm.cu", "gru_forward_pointwise", "float32")
+        loader.get_kernel("lstm.cu", "gru_forward_pointwise", "float32")
+    with pytest.raises(ValueError, match="dtype"):
+        loader.get_kernel("lstm_persistent.cuh", "lstm_forward_persistent", "float64")

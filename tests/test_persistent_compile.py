@@ -1,8 +1,8 @@
 """The persistent kernels compile under NVRTC for sm_80 and sm_90 on a machine with no GPU.
 
-Source, name expressions and options are the ones cuda_rnn.cuda.persistent hands to
-cupy.RawModule, plus what CuPy adds for a cooperative module (--device-c, -ftz=true), the
-target architecture, and the include paths of the CUDA runtime headers and of CCCL (which
+Source, name expressions and options are the ones cuda_rnn.cuda.loader hands to
+cupy.RawModule for the cooperative modules (:func:`~cuda_rnn.cuda.loader.module_builds`), plus
+the target architecture, and the include paths of the CUDA runtime headers and of CCCL (which
 cooperative_groups.h needs; CuPy adds its own on a GPU machine). The test skips only when
 cuda.bindings is missing: a missing header or any compile error fails it.
 """
@@ -12,14 +12,16 @@ import re
 
 import pytest
 
-from cuda_rnn import kernels
-from cuda_rnn.cuda import persistent
+from cuda_rnn.cuda import loader, persistent
 
 nvrtc = pytest.importorskip("cuda.bindings.nvrtc",
                             reason="needs cuda-bindings (pip install 'cuda_rnn[test]')")
 
 ARCHES = ("sm_80", "sm_90")
-CELLS = tuple(persistent.CELL_GATES)
+#: The cooperative module builds by cell.
+COOPERATIVE = {b.filename.removesuffix("_persistent.cuh"): b
+               for b in loader.module_builds() if b.cooperative}
+CELLS = tuple(COOPERATIVE)
 
 
 def _ok(result: tuple, what: str) -> tuple:
@@ -43,10 +45,10 @@ def include_options() -> list[str]:
 
 def compile_persistent(cell: str, arch: str, source: str | None = None) -> tuple[dict, str, str]:
     """Compile a cell's persistent kernels; return (lowered names, PTX, compiler log)."""
-    names = persistent.kernel_names(cell)
-    options = [*kernels.COMPILE_OPTIONS, *persistent.COOPERATIVE_EXTRA_OPTIONS,
-               *include_options(), f"--gpu-architecture={arch}", "-Xptxas=-v"]
-    text = persistent.persistent_source(cell) if source is None else source
+    build = COOPERATIVE[cell]
+    names = build.name_expressions
+    options = [*build.options, *include_options(), f"--gpu-architecture={arch}", "-Xptxas=-v"]
+    text = build.source if source is None else source
     (prog,) = _ok(nvrtc.nvrtcCreateProgram(text.encode(), f"{cell}_persistent.cu".encode(),
                                            0, [], []), "nvrtcCreateProgram")
     try:
@@ -77,7 +79,7 @@ def compile_persistent(cell: str, arch: str, source: str | None = None) -> tuple
 @pytest.mark.parametrize("cell", CELLS)
 def test_persistent_kernels_compile_with_loader_options(cell: str, arch: str) -> None:
     lowered, ptx, log = compile_persistent(cell, arch)
-    assert sorted(lowered) == sorted(persistent.kernel_names(cell))
+    assert sorted(lowered) == sorted(COOPERATIVE[cell].name_expressions)
     for name, low in lowered.items():
         assert low.startswith("_Z") and name.split("<")[0] in low, (name, low)
         assert f".entry {low}(" in ptx, f"{name} has no kernel entry in the PTX"
@@ -92,30 +94,34 @@ def test_persistent_kernels_compile_with_loader_options(cell: str, arch: str) ->
 def test_persistent_kernels_do_not_spill(cell: str) -> None:
     _, _, log = compile_persistent(cell, "sm_90")
     frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores", log)
-    assert len(frames) == len(persistent.kernel_names(cell)), log
+    assert len(frames) == len(COOPERATIVE[cell].name_expressions), log
     assert all(frame == ("0", "0") for frame in frames), log
 
 
 def test_source_inlines_each_local_include_once_with_line_markers() -> None:
-    source = persistent.persistent_source("lstm")
+    source = COOPERATIVE["lstm"].source
     assert '#include "' not in source
     assert source.count('#line 1 "persistent.cuh"') == 1
     assert source.count('#line 1 "common.cuh"') == 1
     assert "lstm_forward_persistent" in source and "gru_forward_persistent" not in source
     # After an inlined file the markers resume at the line after its #include.
-    raw = kernels.read_source_file("lstm_persistent.cuh").splitlines()
+    raw = loader.read_source_file("lstm_persistent.cuh").splitlines()
     include_at = next(i for i, line in enumerate(raw) if line.startswith('#include "persistent'))
     assert f'#line {include_at + 2} "lstm_persistent.cuh"' in source
 
 
 def test_compile_error_names_the_persistent_file() -> None:
-    broken = persistent.persistent_source("gru").replace("const float h_keep = real ?",
-                                                         "const float h_keep = real ?*", 1)
-    assert broken != persistent.persistent_source("gru")
+    good = COOPERATIVE["gru"].source
+    broken = good.replace("const float h_keep = real ?", "const float h_keep = real ?*", 1)
+    assert broken != good
     with pytest.raises(AssertionError, match=r"gru_persistent\.cuh\(\d+\)"):
         compile_persistent("gru", "sm_90", broken)
 
 
-def test_unknown_cell_is_rejected() -> None:
-    with pytest.raises(ValueError, match="cell"):
-        persistent.persistent_source("rnn")
+def test_every_cell_and_dtype_the_planner_runs_has_a_compiled_kernel() -> None:
+    assert set(COOPERATIVE) == set(persistent.CELL_GATES)
+    for cell, build in COOPERATIVE.items():
+        for direction in persistent.DIRECTIONS:
+            for dtype in persistent.ELEMENT_BYTES:
+                name = loader.kernel_name(f"{cell}_{direction}_persistent", dtype)
+                assert name in build.name_expressions

@@ -2,12 +2,8 @@
 
 One cooperative launch runs every step of a layer-direction. This module decides whether a
 shape fits on chip (:func:`plan_persistent`, pure Python: the fit rules are testable without
-a GPU), compiles the kernels into their own cooperative RawModule, checks that every block
-can be resident at once, and launches.
-
-The kernels sit in a module of their own, not in lstm.cu's: CuPy launches every kernel of a
-module built with ``enable_cooperative_groups`` cooperatively, and caps such a grid at what
-fits on the device, which would cut the pointwise kernels' large grids short.
+a GPU), checks that every block of a plan can be resident at once, and launches the kernel
+that :mod:`cuda_rnn.cuda.loader` compiled into its cooperative module.
 """
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from . import loader
 
 #: Threads per block, the same as persistent::kThreads in kernels_cu/persistent.cuh.
 THREADS = 256
@@ -226,66 +222,6 @@ def require_plan(cell: str, direction: str, hidden: int, batch: int,
     return plan
 
 
-def persistent_source(cell: str) -> str:
-    """The NVRTC source of ``<cell>_persistent.cuh`` with its local includes inlined
-    (:func:`cuda_rnn.kernels.inline_includes`).
-
-    Raises
-    ------
-    ValueError
-        For a cell without a persistent kernel.
-    """
-    if cell not in CELL_GATES:
-        raise ValueError(f"cell: expected one of {tuple(CELL_GATES)}, got {cell!r}")
-    return kernels.inline_includes(f"{cell}_persistent.cuh")
-
-
-def kernel_names(cell: str) -> tuple[str, ...]:
-    """Name expressions of ``cell``'s persistent kernels, both directions, both dtypes."""
-    return tuple(
-        kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
-        for direction in DIRECTIONS
-        for dtype in ELEMENT_BYTES
-    )
-
-
-#: What CuPy itself adds to every NVRTC compile (-ftz=true); the CPU compile test passes it
-#: too, so it compiles what the GPU will. CuPy 14 no longer compiles cooperative modules as
-#: relocatable device code (CuPy 13 added --device-c and linked cudadevrt).
-COOPERATIVE_EXTRA_OPTIONS: tuple[str, ...] = ("-ftz=true",)
-
-
-@functools.lru_cache(maxsize=None)
-def _module(cell: str) -> Any:
-    import cupy
-
-    module = cupy.RawModule(
-        code=persistent_source(cell),
-        options=kernels.COMPILE_OPTIONS,
-        name_expressions=kernel_names(cell),
-        enable_cooperative_groups=True,
-    )
-    try:
-        module.compile()
-    except cupy.cuda.compiler.CompileException as exc:
-        raise kernels.KernelCompileError(
-            f"NVRTC could not compile kernels_cu/{cell}_persistent.cuh with options "
-            f"{kernels.COMPILE_OPTIONS} (cooperative):\n{exc}"
-        ) from exc
-    except RuntimeError as exc:  # no CUDA headers or toolkit (or no cudadevrt on CuPy 13)
-        raise kernels.KernelCompileError(
-            f"could not compile kernels_cu/{cell}_persistent.cuh (cooperative): {exc}"
-        ) from exc
-    return module
-
-
-@functools.lru_cache(maxsize=None)
-def get_kernel(cell: str, direction: str, dtype: str) -> Any:
-    """The cooperative RawKernel ``<cell>_<direction>_persistent<T>`` (looked up once)."""
-    name = kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
-    return _module(cell).get_function(name)
-
-
 def residency_reason(kernel: Any, plan: PersistentPlan, limits: DeviceLimits) -> str:
     """Why the plan's grid cannot be resident at once on this device ("" when it can).
 
@@ -315,7 +251,8 @@ def launch(plan: PersistentPlan, args: tuple, allow_tf32: bool) -> None:
     """
     if not plan.fits:
         raise ValueError(f"plan: expected a plan that fits, got one that does not: {plan.reason}")
-    kernel = get_kernel(plan.cell, plan.direction, plan.dtype)
+    kernel = loader.get_kernel(f"{plan.cell}_persistent.cuh",
+                               f"{plan.cell}_{plan.direction}_persistent", plan.dtype)
     reason = residency_reason(kernel, plan, device_limits())
     if reason:
         raise ValueError(f"plan: the grid cannot be resident: {reason}")

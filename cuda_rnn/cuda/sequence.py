@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..kernels import get_kernel
 from ..profiling import nvtx_range
 from . import persistent
 from .algo import check_step_loop, tf32_allowed
@@ -45,6 +44,7 @@ from .dtypes import acc_dtype, cast, to_acc
 from .errors import device_errors
 from .graph import GraphCache
 from .launch import BLOCK, launch, pointwise_grid
+from .loader import get_kernel
 
 
 class SequenceCache(NamedTuple):
