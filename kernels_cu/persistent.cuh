@@ -1,11 +1,18 @@
-// persistent.cuh: the machinery shared by the persistent kernels of lstm_persistent.cuh and
-// gru_persistent.cuh (one cooperative launch runs every time step of one layer-direction).
+// persistent.cuh: the persistent loop and its machinery, shared by the LSTM and GRU kernels
+// of lstm_persistent.cuh and gru_persistent.cuh (one cooperative launch runs every time step
+// of one layer-direction). The loop is written once (forward_loop, backward_loop); each cell
+// header supplies a policy with its equations and its arrays (see "Cell policy" below).
 //
 // Work split. The grid has one block per group of `hs` hidden units ("units_per_block").
 // Each block keeps the slice of W_hh its units need resident in shared memory for the
 // whole sequence, so W_hh is read from device memory once per launch instead of once per
 // step. Blocks exchange only the per-step activations (h_t forward, dG_t backward) through
-// device memory (L2), with one grid-wide barrier (cooperative_groups grid sync) per step.
+// device memory (L2), with one grid-wide barrier (cooperative_groups grid sync) per step:
+//   forward   per step t: Hp = h_{t-1} W_hh^T for the block's G * hs rows (resident rows),
+//             the cell's forward per (unit, batch row), h_t written to hseq[t+1], grid sync
+//   backward  per step t in reverse: the cell's backward per (unit, batch row) writes dG_t,
+//             grid sync, dh_{t-1} = dG_t W_hh for the block's hs columns (resident columns)
+//             plus the terms outside W_hh
 //
 // The recurrent product. Every product here is C[m][n] = sum_k A[m][k] * Bt[n][k] with both
 // operands K-contiguous in shared memory ("TN"): forward A = the block's W_hh rows and
@@ -20,19 +27,53 @@
 // and the product is hi*hi + hi*lo + lo*hi, three tensor-core passes with close to float
 // accuracy; with TF32 allowed one pass is used.
 //
+// Arguments every persistent kernel takes (T the storage type; B batch, H hidden; the cell
+// headers list the rest): w_hh (G*H, H), PyTorch's weight_hh; lengths (B,) int32, every value
+// in [1, steps], step t of sequence b real while t < lengths[b], or nullptr for full length;
+// forward xp (steps, B, G*H) in acc_t<T>, hseq (steps+1, B, H) with hseq[0] = h_0 on entry,
+// y (steps, B, H), zero past each length, or nullptr (y is then hseq[1..]); backward dy
+// (steps, B, H) or nullptr, dh_n (B, H) in acc_t<T> and dh0 (B, H) out in acc_t<T>
+// (it may alias dh_n: each block reads its units' entries before the loop and writes them
+// after). Then the ints of Launch: steps, B, H, the layout from the host planner
+// (cuda_rnn/cuda/persistent.py) and allow_tf32.
+//
+// Launch shape: a cooperative launch of ceil(H / hs) blocks of kThreads threads with the
+// dynamic shared memory the planner computes; every block must be resident at once (the host
+// checks the occupancy first).
+//
 // Shared-memory layout (bytes, every region 16-byte aligned, offsets chosen by the host,
 // cuda_rnn/cuda/persistent.py, and passed in as kernel arguments):
 //   [0, stage_offset)                 resident weights, rows of `ldw` elements
 //   [stage_offset, red_offset)        activation chunk, rows of `lds` elements
 //   [red_offset, state_offset)        ksplit x Mpad x ldr floats of partial tiles
-//   [state_offset, ...)               per-unit float state (c, dh, dc, ...), hs x B each
+//   [state_offset, ...)               per-unit float states, hs x B each: forward the cell's
+//                                     one recurrent state; backward dh, the terms outside
+//                                     W_hh, then the cell's own (LSTM: dc)
 // Row strides are padded so that a row is 4 words past a multiple of 8 words: the eight rows
 // one fragment load touches then fall in distinct banks (no shared-memory bank conflicts).
+//
+// Cell policy. A cell header defines a policy P (a struct template over T) with
+//   kGates = G;
+//   Forward : ForwardArrays<T> and Backward : BackwardArrays<T>, the kernel's arrays;
+//   forward_state(io): the (B, H) initial state kept on chip in the forward loop;
+//   forward_step(io, s, next, rec, real, state) for one (unit, batch row) at step t, with
+//     rec the reduced recurrent products of the unit's G gate rows and state the on-chip
+//     state: updates state, writes the cell's own outputs (next indexes row t+1 of a
+//     (steps+1, B, H) array), returns h' and the h_t to store;
+//   backward_step(io, s, dh, real, own): writes dG_t for one (unit, batch row) from dh, the
+//     gradient w.r.t. h_t (dy_t included, 0 past the end), and returns its part of
+//     dL/dh_{t-1} outside W_hh; own points at the cell's backward states;
+//   recurrent_gradient(io): the (steps, B, G*H) gradient the backward product reads;
+//   begin_backward / end_backward(io, batch, hidden, slice, own): load / store those states.
 #pragma once
 
 #include <cooperative_groups.h>
 
 #include "common.cuh"
+
+// The dynamic shared memory of every persistent kernel, at file scope so that the loops in
+// the namespace below and a host compile of this header (tests/cudasim) name the same array.
+extern __shared__ __align__(16) unsigned char cuda_rnn_persistent_smem[];
 
 namespace cuda_rnn {
 namespace persistent {
@@ -345,7 +386,34 @@ __device__ void finish_state_gradient(const float* red, int ldr, int mpad, int k
     __syncthreads();
 }
 
-// Carve the dynamic shared memory along the host's offsets.
+// The trailing int arguments of every persistent kernel: the sizes, then the layout the host
+// planner chose (PersistentPlan.layout_args), then whether TF32 is allowed.
+struct Launch {
+    int steps, batch, hidden;
+    int hs;            // hidden units per block
+    int ldw;           // row stride of the resident weights (elements)
+    int chunk;         // K-chunk of the staged activations (elements)
+    int lds;           // row stride of the staged chunk (elements)
+    int ldr;           // row stride of the partial tiles (floats)
+    int ksplit;        // K-slices per output tile
+    int stage_offset;  // byte offsets of the shared-memory regions
+    int red_offset;
+    int state_offset;
+    int allow_tf32;
+};
+
+// Every persistent kernel ends its parameter list with these (the host passes T, B, H, then
+// PersistentPlan.layout_args(), then allow_tf32) and hands them to its loop as a Launch.
+#define CUDA_RNN_PERSISTENT_LAUNCH_PARAMS                                                        \
+    int steps, int batch, int hidden, int hs, int ldw, int chunk, int lds, int ldr, int ksplit, \
+        int stage_offset, int red_offset, int state_offset, int allow_tf32
+#define CUDA_RNN_PERSISTENT_LAUNCH                                                              \
+    cuda_rnn::persistent::Launch {                                                              \
+        steps, batch, hidden, hs, ldw, chunk, lds, ldr, ksplit, stage_offset, red_offset,       \
+            state_offset, allow_tf32                                                            \
+    }
+
+// The dynamic shared memory carved along the host's offsets.
 template <typename T> struct SharedRegions {
     T* resident;
     T* stage;
@@ -353,13 +421,117 @@ template <typename T> struct SharedRegions {
     float* state;
 };
 
-template <typename T>
-__device__ __forceinline__ SharedRegions<T> carve(unsigned char* base, int stage_offset,
-                                                  int red_offset, int state_offset) {
+template <typename T> __device__ __forceinline__ SharedRegions<T> carve(const Launch& l) {
+    unsigned char* base = cuda_rnn_persistent_smem;
     return SharedRegions<T>{reinterpret_cast<T*>(base),
-                            reinterpret_cast<T*>(base + stage_offset),
-                            reinterpret_cast<float*>(base + red_offset),
-                            reinterpret_cast<float*>(base + state_offset)};
+                            reinterpret_cast<T*>(base + l.stage_offset),
+                            reinterpret_cast<float*>(base + l.red_offset),
+                            reinterpret_cast<float*>(base + l.state_offset)};
+}
+
+// The arrays every cell's forward kernel takes; a policy's Forward adds its own.
+template <typename T> struct ForwardArrays {
+    using Storage = T;
+    const acc_t<T>* __restrict__ xp;
+    const T* __restrict__ w_hh;
+    const int* __restrict__ lengths;
+    T* hseq;
+    T* y;
+};
+
+// The arrays every cell's backward kernel takes; a policy's Backward adds its own.
+template <typename T> struct BackwardArrays {
+    using Storage = T;
+    const T* __restrict__ w_hh;
+    const int* __restrict__ lengths;
+    const T* __restrict__ dy;
+    const acc_t<T>* dh_n;
+    acc_t<T>* dh0;
+};
+
+// What a policy's forward_step returns: h' (written to y on real steps) and the h_t to store.
+struct ForwardOut {
+    float h;
+    float h_keep;
+};
+
+// Every step of the forward pass of cell policy P, in one launch.
+template <typename P>
+__device__ void forward_loop(const typename P::Forward& io, const Launch& l) {
+    using T = typename P::Forward::Storage;
+    constexpr int G = P::kGates;
+    const int batch = l.batch, hidden = l.hidden;
+    const SharedRegions<T> sh = carve<T>(l);
+    const Slice slice = block_slice(l.hs, hidden);
+    const int rows = G * l.hs;
+    const int mpad = (rows + 15) / 16 * 16;
+    const size_t bh = static_cast<size_t>(batch) * hidden;
+    cooperative_groups::grid_group grid = cooperative_groups::this_grid();
+
+    load_weight_rows(io.w_hh, G, hidden, l.hs, slice, sh.resident, l.ldw);
+    load_state(P::forward_state(io), batch, hidden, slice, sh.state);
+    __syncthreads();
+
+    for (int t = 0; t < l.steps; ++t) {
+        recurrent_product(sh.resident, l.ldw, rows, io.hseq + t * bh, hidden, batch, hidden,
+                          sh.stage, l.lds, l.chunk, sh.red, l.ldr, l.ksplit, true,
+                          !l.allow_tf32);
+        for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
+            const UnitElement s = unit_element(i, slice, t, batch, hidden, G);
+            float rec[G];
+#pragma unroll
+            for (int q = 0; q < G; ++q) {
+                rec[q] = reduced(sh.red, l.ldr, mpad, l.ksplit, q * l.hs + s.j, s.b);
+            }
+            const bool real = io.lengths == nullptr || t < io.lengths[s.b];
+            const ForwardOut out = P::forward_step(io, s, s.e + bh, rec, real, sh.state[s.local]);
+            store(io.hseq, s.e + bh, out.h_keep);
+            if (io.y != nullptr) store(io.y, s.e, real ? out.h : 0.0f);
+        }
+        grid.sync();
+    }
+}
+
+// Every step of the backward pass of cell policy P, in reverse time, in one launch.
+template <typename P>
+__device__ void backward_loop(const typename P::Backward& io, const Launch& l) {
+    using T = typename P::Backward::Storage;
+    constexpr int G = P::kGates;
+    const int batch = l.batch, hidden = l.hidden;
+    const SharedRegions<T> sh = carve<T>(l);
+    const Slice slice = block_slice(l.hs, hidden);
+    const int mpad = (batch + 15) / 16 * 16;
+    const int per_state = l.hs * batch;
+    float* dh_state = sh.state;              // dL/dh_t of the block's units
+    float* direct = sh.state + per_state;    // the terms of dL/dh_{t-1} outside W_hh
+    float* own = sh.state + 2 * per_state;   // the cell's own backward states
+    const size_t bh = static_cast<size_t>(batch) * hidden;
+    const T* d_rec = P::recurrent_gradient(io);
+    cooperative_groups::grid_group grid = cooperative_groups::this_grid();
+
+    load_weight_columns(io.w_hh, G, hidden, l.hs, slice, sh.resident, l.ldw);
+    load_state(io.dh_n, batch, hidden, slice, dh_state);
+    P::begin_backward(io, batch, hidden, slice, own);
+    __syncthreads();
+
+    for (int t = l.steps - 1; t >= 0; --t) {
+        for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
+            const UnitElement s = unit_element(i, slice, t, batch, hidden, G);
+            const bool real = io.lengths == nullptr || t < io.lengths[s.b];
+            const float dh_in = dh_state[s.local];
+            const float dy_v = io.dy != nullptr ? load(io.dy, s.e) : 0.0f;
+            // Past a sequence's end the step is a copy: dh_t passes straight to t - 1.
+            direct[s.local] = P::backward_step(io, s, real ? dh_in + dy_v : 0.0f, real, own) +
+                              (real ? 0.0f : dh_in);
+        }
+        grid.sync();
+        recurrent_product(sh.resident, l.ldw, l.hs, d_rec + t * bh * G, G * hidden, batch,
+                          G * hidden, sh.stage, l.lds, l.chunk, sh.red, l.ldr, l.ksplit, false,
+                          !l.allow_tf32);
+        finish_state_gradient(sh.red, l.ldr, mpad, l.ksplit, slice, batch, direct, dh_state);
+    }
+    store_state(dh_state, batch, hidden, slice, io.dh0);
+    P::end_backward(io, batch, hidden, slice, own);
 }
 
 }  // namespace persistent
