@@ -7,8 +7,8 @@
 // - StepElement: the indices of the pointwise launch shape, one thread per (batch row b,
 //   hidden unit j), element e = b * H + j, 1-D grid of 1-D blocks.
 //
-// Included textually by cuda_rnn/cuda/loader.py (which inlines it with #line markers), so the
-// NVRTC log names this file and line on an error.
+// No kernels and nothing saved here. Included textually by cuda_rnn/cuda/loader.py (which
+// inlines it with #line markers), so the NVRTC log names this file and line on an error.
 #pragma once
 
 #include <cuda_fp16.h>

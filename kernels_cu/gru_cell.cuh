@@ -6,6 +6,8 @@
 //   backward  the gradients w.r.t. xp and hp from dh, the gradient w.r.t. h_t arriving at
 //             this step (dy_t included); they differ in the n block, which r scales on the
 //             recurrent side only
+// No arrays and no launch of its own: device functions on one unit's scalars, inlined into
+// the kernels, which save what backward reads (r, z, n and the recurrent n pre-activation hn).
 #pragma once
 
 #include "common.cuh"

@@ -19,7 +19,7 @@
 //
 // Memory layout (all row-major, time-major, contiguous; T the storage type; B batch, H hidden):
 //   forward:  xp (steps, B, 3H) in acc_t<T> (float), input projection with b_ih;
-//             w_hh (3H, H); b_hh (3H,) in acc_t<T> or nullptr; lengths (B,) int32;
+//             w_hh (3H, H); b_hh (3H,) in acc_t<T> (zeros without bias); lengths (B,) int32;
 //             hseq (steps+1, B, H), hseq[0] = h_0 on entry, the kernel writes hseq[1..];
 //             gates (steps, B, 3H) out, r, z, n after their nonlinearities;
 //             hn (steps, B, H) out, hp_n = W_hn h_{t-1} + b_hn;
@@ -68,8 +68,7 @@ template <typename T> struct GruPolicy {
 #pragma unroll
         for (int q = 0; q < 3; ++q) {
             a_in[q] = load(io.xp, s.gate(q));
-            a_rec[q] = rec[q] +
-                       (io.b_hh != nullptr ? load(io.b_hh, q * s.hidden + s.u) : 0.0f);
+            a_rec[q] = rec[q] + load(io.b_hh, q * s.hidden + s.u);
         }
         const float h_prev = state;
         const GruStep<float> cell = gru_cell_forward(a_in, a_rec, h_prev);

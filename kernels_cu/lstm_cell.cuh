@@ -4,6 +4,8 @@
 //   forward   i, f, g, o from the pre-activations; c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
 //   backward  the pre-activation gradients dG = (di, df, dg, do) from dh and dc, the
 //             gradients w.r.t. h_t and c_t arriving at this step (dy_t already in dh)
+// No arrays and no launch of its own: device functions on one unit's scalars, inlined into
+// the kernels, which save what backward reads (the gates after their nonlinearities, tanh(c_t)).
 #pragma once
 
 #include "common.cuh"

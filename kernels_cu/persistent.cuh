@@ -28,11 +28,11 @@
 // accuracy; with TF32 allowed one pass is used.
 //
 // Arguments every persistent kernel takes (T the storage type; B batch, H hidden; the cell
-// headers list the rest): w_hh (G*H, H), PyTorch's weight_hh; lengths (B,) int32, every value
-// in [1, steps], step t of sequence b real while t < lengths[b], or nullptr for full length;
-// forward xp (steps, B, G*H) in acc_t<T>, hseq (steps+1, B, H) with hseq[0] = h_0 on entry,
-// y (steps, B, H), zero past each length, or nullptr (y is then hseq[1..]); backward dy
-// (steps, B, H) or nullptr, dh_n (B, H) in acc_t<T> and dh0 (B, H) out in acc_t<T>
+// headers list the rest; every array is required, the host passes lengths = steps for full
+// length): w_hh (G*H, H), PyTorch's weight_hh; lengths (B,) int32, every value in [1, steps],
+// step t of sequence b real while t < lengths[b]; forward xp (steps, B, G*H) in acc_t<T>,
+// hseq (steps+1, B, H) with hseq[0] = h_0 on entry, y (steps, B, H), zero past each length;
+// backward dy (steps, B, H), dh_n (B, H) in acc_t<T> and dh0 (B, H) out in acc_t<T>
 // (it may alias dh_n: each block reads its units' entries before the loop and writes them
 // after). Then the ints of Launch: steps, B, H, the layout from the host planner
 // (cuda_rnn/cuda/persistent.py) and allow_tf32.
@@ -483,10 +483,10 @@ __device__ void forward_loop(const typename P::Forward& io, const Launch& l) {
             for (int q = 0; q < G; ++q) {
                 rec[q] = reduced(sh.red, l.ldr, mpad, l.ksplit, q * l.hs + s.j, s.b);
             }
-            const bool real = io.lengths == nullptr || t < io.lengths[s.b];
+            const bool real = t < io.lengths[s.b];
             const ForwardOut out = P::forward_step(io, s, s.e + bh, rec, real, sh.state[s.local]);
             store(io.hseq, s.e + bh, out.h_keep);
-            if (io.y != nullptr) store(io.y, s.e, real ? out.h : 0.0f);
+            store(io.y, s.e, real ? out.h : 0.0f);
         }
         grid.sync();
     }
@@ -517,9 +517,9 @@ __device__ void backward_loop(const typename P::Backward& io, const Launch& l) {
     for (int t = l.steps - 1; t >= 0; --t) {
         for (int i = threadIdx.x; i < slice.units * batch; i += kThreads) {
             const UnitElement s = unit_element(i, slice, t, batch, hidden, G);
-            const bool real = io.lengths == nullptr || t < io.lengths[s.b];
+            const bool real = t < io.lengths[s.b];
             const float dh_in = dh_state[s.local];
-            const float dy_v = io.dy != nullptr ? load(io.dy, s.e) : 0.0f;
+            const float dy_v = load(io.dy, s.e);
             // Past a sequence's end the step is a copy: dh_t passes straight to t - 1.
             direct[s.local] = P::backward_step(io, s, real ? dh_in + dy_v : 0.0f, real, own) +
                               (real ? 0.0f : dh_in);

@@ -99,7 +99,8 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     h[0], c[0] = to_device(h0, dtype), to_device(c0, dtype)
     gates, tanh_c, y = (poisoned_like((T, B, 4 * H), dtype), poisoned_like((T, B, H), dtype),
                         poisoned_like((T, B, H), dtype))
-    lengths_d = None if lengths is None else cupy.asarray(lengths, cupy.int32)
+    # The host always passes lengths: all T for full-length sequences.
+    lengths_d = cupy.asarray(np.full(B, T) if lengths is None else lengths, cupy.int32)
     w_hh_d = to_device(w_hh, dtype)
     dims = Dims(T, B, H, H, dtype)
     sequence.run_persistent(lstm.SPEC, fwd, {
@@ -158,7 +159,8 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     h[0] = to_device(h0, dtype)
     gates, hn, y = (poisoned_like((T, B, 3 * H), dtype), poisoned_like((T, B, H), dtype),
                     poisoned_like((T, B, H), dtype))
-    lengths_d = None if lengths is None else cupy.asarray(lengths, cupy.int32)
+    # The host always passes lengths: all T for full-length sequences.
+    lengths_d = cupy.asarray(np.full(B, T) if lengths is None else lengths, cupy.int32)
     w_hh_d = to_device(w_hh, dtype)
     dims = Dims(T, B, H, H, dtype)
     sequence.run_persistent(gru.SPEC, fwd, {
