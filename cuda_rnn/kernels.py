@@ -21,14 +21,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .cellspec import SPECS
+
 KERNEL_PACKAGE = "cuda_rnn.kernels_cu"
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "kernels_cu"
 
 #: The kernels each source file defines, every one a template over the storage type.
 KERNELS: dict[str, tuple[str, ...]] = {
-    "rnn.cu": ("rnn_forward_pointwise", "rnn_backward_pointwise"),
-    "lstm.cu": ("lstm_forward_pointwise", "lstm_backward_pointwise"),
-    "gru.cu": ("gru_forward_pointwise", "gru_backward_pointwise"),
+    spec.source_file: spec.pointwise_kernels for spec in SPECS.values()
 }
 
 #: C++ storage type of each dtype name; pointwise math runs in float (double for float64).

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
+from ..cellspec import PERSISTENT_GATES, SPECS
 
 #: Threads per block, the same as persistent::kThreads in kernels_cu/persistent.cuh.
 THREADS = 256
 WARPS = THREADS // 32
 #: Cells with a persistent kernel and their gate count G.
-CELL_GATES: dict[str, int] = {"lstm": 4, "gru": 3}
+CELL_GATES: dict[str, int] = PERSISTENT_GATES
 #: Storage dtypes with a persistent kernel (TF32 / bf16 tensor cores), with bytes per element.
 ELEMENT_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2}
 DIRECTIONS = ("forward", "backward")
@@ -243,7 +244,7 @@ def persistent_source(cell: str) -> str:
 def kernel_names(cell: str) -> tuple[str, ...]:
     """Name expressions of ``cell``'s persistent kernels, both directions, both dtypes."""
     return tuple(
-        kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
+        kernels.kernel_name(SPECS[cell].kernel_name(direction, "persistent"), dtype)
         for direction in DIRECTIONS
         for dtype in ELEMENT_BYTES
     )
@@ -282,7 +283,7 @@ def _module(cell: str) -> Any:
 @functools.lru_cache(maxsize=None)
 def get_kernel(cell: str, direction: str, dtype: str) -> Any:
     """The cooperative RawKernel ``<cell>_<direction>_persistent<T>`` (looked up once)."""
-    name = kernels.kernel_name(f"{cell}_{direction}_persistent", dtype)
+    name = kernels.kernel_name(SPECS[cell].kernel_name(direction, "persistent"), dtype)
     return _module(cell).get_function(name)
 
 

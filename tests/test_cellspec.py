@@ -1,0 +1,79 @@
+"""The cell descriptions against what they describe: the kernels' C++ signatures, the layers'
+parameters and the options they are built from."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cuda_rnn import kernels
+from cuda_rnn.cellspec import (
+    CELLS,
+    MODEL_CELLS,
+    NONLINEARITIES,
+    SPECS,
+    cell_spec,
+    model_cell_spec,
+)
+
+ALL_SPECS = [cell_spec("rnn", nonlinearity=n) for n in NONLINEARITIES] + [
+    SPECS["lstm"], SPECS["gru"]]
+
+
+def _signature(source: str, kernel: str) -> list[tuple[str, bool]]:
+    """(name, is_pointer) of each parameter of ``kernel`` in a CUDA source."""
+    match = re.search(rf"\b{kernel}\s*\(([^)]*)\)", source)
+    assert match, f"{kernel} not found"
+    params = []
+    for p in match.group(1).split(","):
+        name = re.findall(r"[A-Za-z_]\w*", p)[-1]
+        params.append((name, "*" in p))
+    return params
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: f"{s.cell}-{s.variant}")
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_pointwise_arguments_are_the_kernel_signature(spec, direction: str) -> None:
+    params = _signature(kernels.read_source_file(spec.source_file),
+                        spec.kernel_name(direction, "pointwise"))
+    pointers = [n for n, is_pointer in params if is_pointer]
+    ints = [n for n, is_pointer in params if not is_pointer]
+    assert tuple(pointers) == spec.args(direction, "pointwise")
+    assert ints[:3] == ["t", "B", "H"] and len(ints) == 3 + len(spec.extra_args)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_persistent_arguments_match_the_kernel_signature(cell: str, direction: str) -> None:
+    spec = SPECS[cell]
+    source = kernels.inline_includes(f"{cell}_persistent.cuh")
+    params = _signature(source, spec.kernel_name(direction, "persistent"))
+    pointers = [n for n, is_pointer in params if is_pointer]
+    args = spec.args(direction, "persistent")
+    assert len(pointers) == len(args)
+    # dL/d(state)_0 leaves in the buffer dL/d(state)_T entered: the aliases are the last
+    # arguments, named as in the kernel.
+    if direction == "backward":
+        tail = tuple(spec.aliases)
+        assert tuple(pointers[-len(tail):]) == tail == args[-len(tail):]
+        assert all(spec.buffer(a) is spec.buffer(spec.aliases[a]) for a in tail)
+
+
+def test_rnn_has_no_persistent_kernel() -> None:
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        SPECS["rnn"].args("forward", "persistent")
+
+
+def test_model_cell_names_and_option_errors() -> None:
+    assert [model_cell_spec(n).cell for n in MODEL_CELLS] == ["lstm", "gru", "rnn", "rnn",
+                                                                "rnn"]
+    assert model_cell_spec("rnn-sigmoid").options.nonlinearity == "sigmoid"
+    assert set(SPECS) == set(CELLS)
+    with pytest.raises(ValueError, match=r"cell: expected one of .* got 'lstm-relu'"):
+        model_cell_spec("lstm-relu")
+    with pytest.raises(ValueError, match=r"cell: expected one of .* got 'tree'"):
+        cell_spec("tree")
+    with pytest.raises(ValueError, match=r"nonlinearity: expected one of \('tanh',\), got"):
+        cell_spec("lstm", nonlinearity="relu")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cell_spec("lstm", peephole=True)
