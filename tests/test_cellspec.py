@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import cuda_rnn as cr
 from cuda_rnn import kernels
 from cuda_rnn.cellspec import (
     CELLS,
@@ -64,6 +65,26 @@ def test_rnn_has_no_persistent_kernel() -> None:
         SPECS["rnn"].args("forward", "persistent")
 
 
+@pytest.mark.parametrize("cls,gates", [(cr.LSTM, 4), (cr.GRU, 3), (cr.RNN, 1)])
+def test_layer_parameters_are_the_spec_shapes(cls: type, gates: int) -> None:
+    layer = cls(3, 5, num_layers=2, bidirectional=True, device="cpu")
+    assert layer.spec.gates == gates
+    shapes = {k: tuple(v.shape) for k, v in layer.state_dict().items()}
+    assert shapes == layer.spec.layer_parameter_shapes(3, 5, 2, 2, True)
+    assert shapes["weight_ih_l1_reverse"] == (gates * 5, 10)
+    no_bias = cls(3, 5, bias=False, device="cpu")
+    assert sorted(no_bias.state_dict()) == ["weight_hh_l0", "weight_ih_l0"]
+
+
+def test_cells_read_the_same_spec_as_layers() -> None:
+    cell = cr.RNNCell(3, 4, nonlinearity="relu", device="cpu")
+    layer = cr.RNN(3, 4, nonlinearity="relu", device="cpu")
+    assert cell.spec is layer.spec
+    assert cell.nonlinearity == layer.nonlinearity == "relu"
+    assert cr.LSTMCell(2, 3, device="cpu").spec.states == ("h", "c")
+    assert cr.LSTM(2, 3, device="cpu").spec.initial_state_names == ("h0", "c0")
+
+
 def test_model_cell_names_and_option_errors() -> None:
     assert [model_cell_spec(n).cell for n in MODEL_CELLS] == ["lstm", "gru", "rnn", "rnn",
                                                                 "rnn"]
@@ -76,4 +97,4 @@ def test_model_cell_names_and_option_errors() -> None:
     with pytest.raises(ValueError, match=r"nonlinearity: expected one of \('tanh',\), got"):
         cell_spec("lstm", nonlinearity="relu")
     with pytest.raises(TypeError, match="unexpected keyword"):
-        cell_spec("lstm", peephole=True)
+        cr.LSTM(2, 3, device="cpu", peephole=True)
