@@ -1,22 +1,54 @@
-"""Backend selection: NumPy on any machine, CuPy on an NVIDIA GPU.
+"""Device and dtype resolution, and the :class:`Backend` that computes on a device.
 
 ``device="auto"`` resolves to the value of the ``CUDA_RNN_DEVICE`` environment variable when it
 is set, otherwise to "cuda" when CuPy imports and sees a GPU, otherwise to "cpu" (quietly).
 ``device="cuda"`` without CuPy or a GPU raises a RuntimeError that says what to install.
+
+A :class:`Backend` is what the layers, cells, model parts and optimizers compute with; they
+never branch on the device. :class:`NumPyBackend` (here) runs the NumPy reference
+(cuda_rnn.reference), :class:`~cuda_rnn.cuda.backend.CudaBackend` the CUDA step loops and
+owns the CUDA policy: the ``algo`` choice, the graph cache, the device limits and the
+arithmetic of 16-bit storage. :func:`for_device` gives one; a module keeps its own (the CUDA
+graphs it captures live as long as it does).
+
+The protocol
+------------
+device, xp
+    "cpu" or "cuda", and the array module (NumPy or CuPy).
+asarray(a, dtype)
+    ``a`` as an array of the device in storage dtype ``dtype`` (copied over where needed).
+storage_name(a), compute_dtype(dtype), compute(a)
+    The storage dtype name of an array; the dtype arithmetic on storage ``dtype`` runs in
+    (float32 for the 16-bit dtypes); ``a`` in that dtype (itself where it already is).
+add(a, b), multiply(a, b)
+    ``a + b`` and ``a * b`` of a storage array ``a`` and a storage or compute array ``b``,
+    rounded once to ``a``'s storage dtype.
+add_into(target, value), scale(target, factor), clip(target, low, high)
+    In place on a storage array (a parameter or a gradient keeps its identity), computed in
+    the compute dtype and rounded once.
+check_algo(algo)
+    ``algo`` if it names a step loop (:data:`cuda_rnn.cuda.algo.ALGOS`).
+forward(spec, x, states, weights, lengths, algo=..., name=...) -> :class:`Forward`
+backward(spec, dy, dstates, cache, algo=..., name=...) -> :class:`Backward`
+    One layer-direction of the cell described by ``spec`` over a time-major sequence, and
+    its BPTT; ``states`` in the order of ``spec.states``, ``weights`` (and the returned
+    gradients) in the order of :data:`cuda_rnn.cellspec.PARAMETERS`.
 """
 from __future__ import annotations
 
 import functools
-import importlib
-import operator
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .memory import host_available_bytes
+from .cellspec import Backward, CellSpec, Forward
+from .cuda.algo import check_algo
+from .cuda.backend import CudaBackend
+from .reference import gru, lstm, rnn
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU_DTYPES = ("float32", "float64")
@@ -111,28 +143,38 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def cell_module(cell: str, device: str) -> ModuleType:
-    """The module holding ``<cell>_forward`` / ``<cell>_backward`` for a resolved device.
+class Backend(Protocol):
+    """What a module computes with on one device (see the module docstring)."""
 
-    "cpu" gives the NumPy reference (cuda_rnn.reference.<cell>), "cuda" its CUDA twin
-    (cuda_rnn.cuda.<cell>); both share one signature, so callers never branch on the device.
-    """
-    package = "cuda" if device == "cuda" else "reference"
-    return importlib.import_module(f"cuda_rnn.{package}.{cell}")
+    device: str
+    xp: ModuleType
+
+    def asarray(self, a: Any, dtype: str) -> Any: ...
+    def storage_name(self, a: Any) -> str: ...
+    def compute_dtype(self, dtype: str) -> np.dtype: ...
+    def compute(self, a: Any) -> Any: ...
+    def add(self, a: Any, b: Any) -> Any: ...
+    def multiply(self, a: Any, b: Any) -> Any: ...
+    def add_into(self, target: Any, value: Any) -> None: ...
+    def scale(self, target: Any, factor: float) -> None: ...
+    def clip(self, target: Any, low: float, high: float) -> None: ...
+    def check_algo(self, algo: str) -> str: ...
+
+    def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
+                lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward: ...
+
+    def backward(self, spec: CellSpec, dy: Any, dstates: Sequence[Any], cache: Any, *,
+                 algo: str = "alternating", name: str = "") -> Backward: ...
 
 
-def asarray(a: Any, dtype: str, device: str) -> Any:
-    """``a`` as an array of the device (NumPy or CuPy) in storage dtype ``dtype``.
-
-    NumPy input to a "cuda" layer is copied over; CuPy input to a "cpu" layer is copied back.
-    Arrays already of the right kind and dtype are returned as they are (no copy).
-    """
-    if device == "cuda":
-        from cuda_rnn.cuda import cast
-
-        return cast(a, dtype)
-    a = to_numpy(a)
-    return a if a.dtype == dtype else a.astype(dtype)
+def reference_functions(cell: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The NumPy reference of a cell: its ``<cell>_forward`` and ``<cell>_backward`` (looked
+    up at each call, so that a patched module attribute is what runs)."""
+    return {
+        "rnn": (rnn.rnn_forward, rnn.rnn_backward),
+        "lstm": (lstm.lstm_forward, lstm.lstm_backward),
+        "gru": (gru.gru_forward, gru.gru_backward),
+    }[cell]
 
 
 def available_memory(device: str) -> int:
@@ -145,33 +187,67 @@ def available_memory(device: str) -> int:
     return host_available_bytes()
 
 
-def _widened(dtype: str, device: str) -> bool:
-    # bfloat16 on the GPU may be stored as raw uint16 bits (CuPy < 14), and CuPy's own
-    # bfloat16 arithmetic is not relied on: such sums and products run in float32.
-    return device == "cuda" and dtype == "bfloat16"
+class NumPyBackend:
+    """The CPU: the NumPy reference, in float32 or float64 (plain NumPy arithmetic is exact
+    storage arithmetic there); ``algo`` is checked, not used."""
 
+    device = "cpu"
 
-def _storage_op(op: Callable[[Any, Any], Any], a: Any, b: Any, dtype: str, device: str) -> Any:
-    if _widened(dtype, device):
-        from cuda_rnn.cuda.dtypes import cast, to_float32
+    def __init__(self) -> None:
+        self.xp = np
 
-        return cast(op(to_float32(a), to_float32(b)), dtype)
-    return op(a, b)
+    def asarray(self, a: Any, dtype: str) -> Any:
+        a = to_numpy(a)
+        return a if a.dtype == dtype else a.astype(dtype)
 
+    def storage_name(self, a: Any) -> str:
+        return np.dtype(a.dtype).name
 
-def add(a: Any, b: Any, dtype: str, device: str) -> Any:
-    """``a + b`` of two storage arrays, rounded once to ``dtype``."""
-    return _storage_op(operator.add, a, b, dtype, device)
+    def compute_dtype(self, dtype: str) -> np.dtype:
+        return np.dtype(dtype)
 
+    def compute(self, a: Any) -> Any:
+        return a
 
-def multiply(a: Any, b: Any, dtype: str, device: str) -> Any:
-    """``a * b`` of two storage arrays, rounded once to ``dtype``."""
-    return _storage_op(operator.mul, a, b, dtype, device)
+    def add(self, a: Any, b: Any) -> Any:
+        return a + b
 
+    def multiply(self, a: Any, b: Any) -> Any:
+        return a * b
 
-def add_into(target: Any, value: Any, dtype: str, device: str) -> None:
-    """``target += value`` in place (a gradient accumulator keeps its identity)."""
-    if _widened(dtype, device):
-        target[...] = add(target, value, dtype, device)
-    else:
+    def add_into(self, target: Any, value: Any) -> None:
         target += value
+
+    def scale(self, target: Any, factor: float) -> None:
+        target *= factor
+
+    def clip(self, target: Any, low: float, high: float) -> None:
+        np.clip(target, low, high, out=target)
+
+    def check_algo(self, algo: str) -> str:
+        return check_algo(algo)
+
+    def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
+                lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
+        out = reference_functions(spec.cell)[0](x, *states, *weights, lengths, **spec.keywords)
+        return spec.split_forward(out)
+
+    def backward(self, spec: CellSpec, dy: Any, dstates: Sequence[Any], cache: Any, *,
+                 algo: str = "alternating", name: str = "") -> Backward:
+        return spec.split_backward(reference_functions(spec.cell)[1](dy, *dstates, cache))
+
+
+def asarray(a: Any, dtype: str, device: str) -> Any:
+    """``a`` as an array of a resolved device in storage dtype ``dtype`` (see
+    :meth:`Backend.asarray`)."""
+    return for_device(device).asarray(a, dtype)
+
+
+def for_device(device: str) -> Backend:
+    """A new backend for a resolved device ("cpu" or "cuda")."""
+    return CudaBackend() if device == "cuda" else NumPyBackend()
+
+
+def for_array(a: Any) -> Backend:
+    """A new backend for the device an array lives on (NumPy: "cpu", anything else "cuda")."""
+    return for_device("cpu" if isinstance(a, np.ndarray) else "cuda")

@@ -11,7 +11,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .layers import GRU, LSTM, RNN
+from .cellspec import SPECS
+from .layers import LAYERS
 
 Layer = Any  # a cuda_rnn.RNN, LSTM or GRU
 Tensor = Any  # a torch.Tensor (torch is imported lazily)
@@ -21,10 +22,10 @@ _OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "d
 
 
 def _torch_classes() -> dict[type, type]:
-    """torch.nn class -> cuda_rnn layer class, most specific first."""
+    """torch.nn class -> cuda_rnn layer class (torch.nn names them as the cells' titles)."""
     import torch
 
-    return {torch.nn.LSTM: LSTM, torch.nn.GRU: GRU, torch.nn.RNN: RNN}
+    return {getattr(torch.nn, spec.title): LAYERS[spec.cell] for spec in SPECS.values()}
 
 
 def layer_class(module: Any) -> type:
@@ -59,8 +60,7 @@ def layer_config(module: Any) -> dict[str, Any]:
             f"module.proj_size: expected 0 (cuda_rnn has no LSTM projections), got {proj_size}"
         )
     config = {name: getattr(module, name) for name in _OPTIONS}
-    if cls is RNN:
-        config["nonlinearity"] = module.nonlinearity
+    config.update({name: getattr(module, name) for name in SPECS[cls._cell].keywords})
     return config
 
 
@@ -188,7 +188,7 @@ def to_torch(layer: Layer) -> Any:
                 f"layer.nonlinearity: expected 'tanh' or 'relu' for torch.nn.RNN, "
                 f"got {layer.nonlinearity!r} (cuda_rnn.torch.RNN supports it)"
             )
-        config["nonlinearity"] = layer.nonlinearity
+    config.update(layer.spec.keywords)
     device = "cuda" if layer.device == "cuda" else "cpu"
     module = torch_cls(**config, device=device, dtype=getattr(torch, layer.dtype))
     with torch.no_grad(), cuda_scope(torch.device(device)):

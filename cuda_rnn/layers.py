@@ -1,9 +1,11 @@
 """Sequence layers RNN, LSTM and GRU: multi-layer, bidirectional, variable lengths, exact BPTT.
 
 A layer stacks ``num_layers`` layers of one or two directions. Each layer-direction runs the
-cell's ``<cell>_forward`` over the whole sequence (NumPy reference on "cpu", CUDA twin on
-"cuda"), and :meth:`backward` runs the matching reverse-time BPTT over the last forward.
-Shapes, parameter names and gate order follow ``torch.nn.LSTM`` / ``GRU`` / ``RNN``.
+cell its :class:`~cuda_rnn.cellspec.CellSpec` describes over the whole sequence through the
+layer's backend (the NumPy reference on "cpu", the CUDA step loops on "cuda"; see
+:mod:`cuda_rnn.backend`), and :meth:`backward` runs the matching reverse-time BPTT over the
+last forward. Shapes, parameter names and gate order follow ``torch.nn.LSTM`` / ``GRU`` /
+``RNN``.
 """
 from __future__ import annotations
 
@@ -12,13 +14,12 @@ from typing import Any
 import numpy as np
 
 from . import backend, memory
-from .cuda.algo import check_algo
+from .cellspec import NONLINEARITIES, PARAMETERS, CellSpec, cell_spec, parameter_suffix
 from .module import Array, Module
 from .profiling import nvtx_range
 from .validation import (
     check_floating,
     check_shape,
-    choice,
     lengths_array,
     positive_int,
     probability,
@@ -30,7 +31,7 @@ State = Any  # one array (RNN, GRU) or a pair (h, c) (LSTM)
 
 
 class _Recurrent(Module):
-    """Common machinery of RNN, LSTM and GRU; subclasses bind the cell's functions.
+    """RNN, LSTM and GRU: one path for every cell, reading the layer's :attr:`spec`.
 
     Parameters
     ----------
@@ -46,6 +47,7 @@ class _Recurrent(Module):
     seed : seeds the weights and the dropout masks.
     algo : the CUDA step loop, "alternating", "graph", "persistent" or "auto" (see
         :mod:`cuda_rnn.cuda.algo`); ignored on the CPU.
+    options : the cell's options (:class:`cuda_rnn.cellspec.Options`).
 
     Notes
     -----
@@ -63,9 +65,7 @@ class _Recurrent(Module):
         device's free memory (available RAM on "cpu"), before anything is allocated.
     """
 
-    _cell = ""  # module name in reference/ and cuda/: "rnn", "lstm", "gru"
-    _gates = 1  # G: rows of W_ih per hidden unit
-    _state_names: tuple[str, ...] = ("h0",)
+    _cell = ""  # the cell of cuda_rnn.cellspec: "rnn", "lstm", "gru"
 
     def __init__(
         self,
@@ -80,7 +80,9 @@ class _Recurrent(Module):
         device: str = "auto",
         seed: int | None = None,
         algo: str = "alternating",
+        **options: Any,
     ) -> None:
+        self.spec: CellSpec = cell_spec(self._cell, **options)
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
@@ -88,12 +90,10 @@ class _Recurrent(Module):
         self.batch_first = bool(batch_first)
         self.dropout = probability(dropout, "dropout")
         self.bidirectional = bool(bidirectional)
-        self._setup(self._cell, dtype, device, seed)
-        self.algo = check_algo(algo)
+        self._setup(dtype, device, seed)
+        self.algo = self.backend.check_algo(algo)
         self.algo_used = ""  # what the last CUDA call ran, and why (see cuda_rnn.cuda.algo)
         self.algo_reason = ""
-        self._graphs: Any = None  # the CUDA graphs of algo="graph", built on first use
-        self._device_limits: Any = None
         self._saved: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- parameters
@@ -101,60 +101,19 @@ class _Recurrent(Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def _names(self, layer: int, direction: int) -> tuple[str, str, str, str]:
-        sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        return (f"weight_ih{sfx}", f"weight_hh{sfx}", f"bias_ih{sfx}", f"bias_hh{sfx}")
+    def _names(self, layer: int, direction: int) -> tuple[str, ...]:
+        suffix = parameter_suffix(layer, direction)
+        return tuple(f"{p}{suffix}" for p in PARAMETERS)
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        G, H, D = self._gates, self.hidden_size, self.num_directions
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else D * H
-            for d in range(D):
-                w_ih, w_hh, b_ih, b_hh = self._names(layer, d)
-                shapes[w_ih] = (G * H, in_size)
-                shapes[w_hh] = (G * H, H)
-                if self.bias:
-                    shapes[b_ih] = (G * H,)
-                    shapes[b_hh] = (G * H,)
-        return shapes
+        return self.spec.layer_parameter_shapes(self.input_size, self.hidden_size,
+                                                self.num_layers, self.num_directions, self.bias)
 
     def _weights(self, layer: int, direction: int) -> tuple[Array, ...]:
-        names = self._names(layer, direction)
-        return tuple(self._params.get(n) for n in names)
+        return tuple(self._params.get(n) for n in self._names(layer, direction))
 
     def _clear_saved(self) -> None:
         self._saved = None
-
-    # ----------------------------------------------------------------- cell bindings
-    def _forward_cell(
-        self, x: Array, state: tuple[Array, ...], weights: tuple[Array, ...], lengths: Any,
-        name: str
-    ) -> tuple[Array, tuple[Array, ...], Any]:
-        raise NotImplementedError
-
-    def _backward_cell(
-        self, dy: Array, dstate: tuple[Array, ...], cache: Any, name: str
-    ) -> tuple[Array, tuple[Array, ...], tuple[Array, ...]]:
-        raise NotImplementedError
-
-    def _call_kwargs(self, name: str, direction: str, steps: int, batch: int) -> dict[str, Any]:
-        """Keywords of the CUDA twins: the NVTX range name and the step-loop algorithm.
-
-        The NumPy reference takes neither.
-        """
-        if self.device != "cuda":
-            return {}
-        from .cuda.algo import choose_algo
-        from .cuda.graph import GraphCache
-        from .cuda.persistent import device_limits
-
-        if self._graphs is None:
-            self._graphs, self._device_limits = GraphCache(), device_limits()
-        choice = choose_algo(self.algo, self._cell, direction, steps, batch, self.hidden_size,
-                             self.dtype, self._device_limits)
-        self.algo_used, self.algo_reason = choice.used, choice.reason
-        return {"name": name, "algo": choice.used, "graphs": self._graphs}
 
     # ----------------------------------------------------------------- input checks
     def _prepare_input(self, x: Any) -> tuple[Array, bool]:
@@ -174,7 +133,7 @@ class _Recurrent(Module):
             raise ValueError(f"x: expected non-empty time and batch dimensions, got shape {shape}")
         check_floating(x, "x", self._params_dtype())
         self._check_memory(shape)
-        a = backend.asarray(x, self.dtype, self.device)
+        a = self.backend.asarray(x, self.dtype)
         unbatched = a.ndim == 2
         if unbatched:
             a = a[:, None, :]
@@ -190,8 +149,8 @@ class _Recurrent(Module):
         else:
             steps, batch = (shape[1], shape[0]) if self.batch_first else shape[:2]
         needed = memory.forward_bytes(
-            steps, batch, self.input_size, self.hidden_size, self._gates,
-            len(self._state_names), self.num_layers, self.num_directions,
+            steps, batch, self.input_size, self.hidden_size, self.spec.gates,
+            len(self.spec.states), self.num_layers, self.num_directions,
             self._params_dtype().itemsize,
         )
         if needed > memory.CHECK_ABOVE_BYTES:
@@ -204,7 +163,7 @@ class _Recurrent(Module):
         """States as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None; ``names``
         (default h0[, c0]) name them in errors."""
         LD, H = self.num_layers * self.num_directions, self.hidden_size
-        names = names or self._state_names
+        names = names or self.spec.initial_state_names
         state = state_parts(state, names)
         out = []
         for s, name in zip(state, names):
@@ -214,7 +173,7 @@ class _Recurrent(Module):
             expected = (LD, H) if unbatched else (LD, batch, H)
             check_shape(s, expected, name)
             check_floating(s, name, self._params_dtype())
-            a = backend.asarray(s, self.dtype, self.device)
+            a = self.backend.asarray(s, self.dtype)
             out.append(a[:, None, :] if unbatched else a)
         return out
 
@@ -237,7 +196,7 @@ class _Recurrent(Module):
         # on every device (and a checkpoint of self.rng resumes them exactly).
         keep = self.rng.random(shape) >= self.dropout
         mask = keep / (1.0 - self.dropout)
-        return backend.asarray(mask, self.dtype, self.device)
+        return self.backend.asarray(mask, self.dtype)
 
     # ----------------------------------------------------------------- forward / backward
     def __call__(self, x: Any, state: Any = None, lengths: Any = None) -> tuple[Array, State]:
@@ -273,27 +232,28 @@ class _Recurrent(Module):
         finals = [[None] * (self.num_layers * D) for _ in states]
         layers_saved = []
         inp = x_tm
-        with nvtx_range(f"cuda_rnn/{self._cell}/forward"):
+        with nvtx_range(f"cuda_rnn/{self.spec.cell}/forward"):
             for layer in range(self.num_layers):
                 outs, caches = [], []
                 for d in range(D):
                     idx = layer * D + d
-                    name = f"cuda_rnn/{self._cell}/forward/l{layer}" + ("_reverse" if d else "")
+                    name = f"cuda_rnn/{self.spec.cell}/forward/l{layer}" + ("_reverse" if d else "")
                     with nvtx_range(name):
                         xin = inp if d == 0 else self._reverse(inp, rev_index)
-                        y, fin, cache = self._forward_cell(
-                            xin, tuple(s[idx] for s in states), self._weights(layer, d),
-                            lens_dev, name,
+                        run = self.backend.forward(
+                            self.spec, xin, tuple(s[idx] for s in states),
+                            self._weights(layer, d), lens_dev, algo=self.algo, name=name,
                         )
-                    outs.append(y if d == 0 else self._reverse(y, rev_index))
-                    caches.append(cache)
-                    for k, f in enumerate(fin):
+                    self.algo_used, self.algo_reason = run.algo_used, run.algo_reason
+                    outs.append(run.y if d == 0 else self._reverse(run.y, rev_index))
+                    caches.append(run.cache)
+                    for k, f in enumerate(run.states):
                         finals[k][idx] = f
                 out = outs[0].copy() if D == 1 else self.xp.concatenate(outs, axis=2)
                 mask = None
                 if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                     mask = self._dropout_mask((T, B, D * H))
-                    out = backend.multiply(out, mask, self.dtype, self.device)
+                    out = self.backend.multiply(out, mask)
                 layers_saved.append((caches, mask))
                 inp = out
         self._saved = {
@@ -338,37 +298,37 @@ class _Recurrent(Module):
         else:
             check_shape(dy, y_shape, "dy")
             check_floating(dy, "dy", self._params_dtype())
-            g = backend.asarray(dy, self.dtype, self.device)
+            g = self.backend.asarray(dy, self.dtype)
             g = g[:, None, :] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
         dstates = self._prepare_state(
-            dstate, B, unbatched, tuple(f"d{n[0]}_n" for n in self._state_names)
+            dstate, B, unbatched, tuple(f"d{n}_n" for n in self.spec.states)
         )
         dstate0 = [self.xp.empty_like(s) for s in dstates]
         rev_index = saved["rev_index"]
-        with nvtx_range(f"cuda_rnn/{self._cell}/backward"):
+        with nvtx_range(f"cuda_rnn/{self.spec.cell}/backward"):
             for layer in range(self.num_layers - 1, -1, -1):
                 caches, mask = saved["layers"][layer]
                 if mask is not None:
-                    g = backend.multiply(g, mask, self.dtype, self.device)
+                    g = self.backend.multiply(g, mask)
                 dx_total = None
                 for d in range(D):
                     idx = layer * D + d
-                    name = f"cuda_rnn/{self._cell}/backward/l{layer}" + ("_reverse" if d else "")
+                    name = f"cuda_rnn/{self.spec.cell}/backward/l{layer}" + ("_reverse" if d else "")
                     with nvtx_range(name):
                         dyd = g[:, :, d * H : (d + 1) * H]
                         dyd = self._reverse(dyd, rev_index) if d else self.xp.ascontiguousarray(dyd)
-                        dx, ds0, wgrads = self._backward_cell(
-                            dyd, tuple(s[idx] for s in dstates), caches[d], name
+                        run = self.backend.backward(
+                            self.spec, dyd, tuple(s[idx] for s in dstates), caches[d],
+                            algo=self.algo, name=name,
                         )
-                    if d:
-                        dx = self._reverse(dx, rev_index)
-                    for k, s in enumerate(ds0):
+                    self.algo_used, self.algo_reason = run.algo_used, run.algo_reason
+                    dx = self._reverse(run.dx, rev_index) if d else run.dx
+                    for k, s in enumerate(run.states):
                         dstate0[k][idx] = s
-                    for pname, pgrad in zip(self._names(layer, d), wgrads):
+                    for pname, pgrad in zip(self._names(layer, d), run.grads):
                         if pgrad is not None:
-                            backend.add_into(self.grads[pname], pgrad, self.dtype, self.device)
-                    dx_total = (dx if dx_total is None
-                                else backend.add(dx_total, dx, self.dtype, self.device))
+                            self.backend.add_into(self.grads[pname], pgrad)
+                    dx_total = dx if dx_total is None else self.backend.add(dx_total, dx)
                 g = dx_total
         if unbatched:
             return g[:, 0, :], self._pack_state([s[:, 0, :] for s in dstate0])
@@ -376,7 +336,7 @@ class _Recurrent(Module):
         return dx_out, self._pack_state(dstate0)
 
     def __repr__(self) -> str:
-        extra = "" if self._cell != "rnn" else f", nonlinearity={self.nonlinearity!r}"
+        extra = "".join(f", {k}={v!r}" for k, v in self.spec.keywords.items())
         return (
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}, bias={self.bias}, batch_first={self.batch_first}, "
@@ -393,21 +353,6 @@ class LSTM(_Recurrent):
     """
 
     _cell = "lstm"
-    _gates = 4
-    _state_names = ("h0", "c0")
-
-    def _forward_cell(self, x, state, weights, lengths, name):
-        y, h, c, cache = self._impl.lstm_forward(
-            x, state[0], state[1], *weights, lengths=lengths,
-            **self._call_kwargs(name, "forward", *x.shape[:2]),
-        )
-        return y, (h, c), cache
-
-    def _backward_cell(self, dy, dstate, cache, name):
-        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(
-            dy, dstate[0], dstate[1], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
-        )
-        return dx, (dh0, dc0), tuple(wgrads)
 
 
 class GRU(_Recurrent):
@@ -417,20 +362,6 @@ class GRU(_Recurrent):
     """
 
     _cell = "gru"
-    _gates = 3
-
-    def _forward_cell(self, x, state, weights, lengths, name):
-        y, h, cache = self._impl.gru_forward(
-            x, state[0], *weights, lengths=lengths,
-            **self._call_kwargs(name, "forward", *x.shape[:2]),
-        )
-        return y, (h,), cache
-
-    def _backward_cell(self, dy, dstate, cache, name):
-        dx, dh0, *wgrads = self._impl.gru_backward(
-            dy, dstate[0], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
-        )
-        return dx, (dh0,), tuple(wgrads)
 
 
 class RNN(_Recurrent):
@@ -441,8 +372,7 @@ class RNN(_Recurrent):
     """
 
     _cell = "rnn"
-    _gates = 1
-    NONLINEARITIES = ("tanh", "relu", "sigmoid")
+    NONLINEARITIES = NONLINEARITIES
 
     def __init__(
         self,
@@ -459,21 +389,21 @@ class RNN(_Recurrent):
         seed: int | None = None,
         algo: str = "alternating",
     ) -> None:
-        self.nonlinearity = choice(nonlinearity, "nonlinearity", self.NONLINEARITIES)
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype, device, seed, algo,
+            dtype, device, seed, algo, nonlinearity=nonlinearity,
         )
 
-    def _forward_cell(self, x, state, weights, lengths, name):
-        y, h, cache = self._impl.rnn_forward(
-            x, state[0], *weights, lengths=lengths, nonlinearity=self.nonlinearity,
-            **self._call_kwargs(name, "forward", *x.shape[:2]),
-        )
-        return y, (h,), cache
+    @property
+    def nonlinearity(self) -> str:
+        """"tanh", "relu" or "sigmoid"."""
+        return self.spec.options.nonlinearity
 
-    def _backward_cell(self, dy, dstate, cache, name):
-        dx, dh0, *wgrads = self._impl.rnn_backward(
-            dy, dstate[0], cache, **self._call_kwargs(name, "backward", *dy.shape[:2])
-        )
-        return dx, (dh0,), tuple(wgrads)
+
+#: The layer class of each cell of :mod:`cuda_rnn.cellspec`.
+LAYERS: dict[str, type[_Recurrent]] = {cls._cell: cls for cls in (RNN, LSTM, GRU)}
+
+
+def make_layer(spec: CellSpec, input_size: int, hidden_size: int, **kwargs: Any) -> _Recurrent:
+    """The layer stack of ``spec``'s cell with its options; ``kwargs`` as for the classes."""
+    return LAYERS[spec.cell](input_size, hidden_size, **kwargs, **spec.keywords)

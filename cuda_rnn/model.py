@@ -12,8 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, init
-from .layers import GRU, LSTM, RNN
+from . import init
+from .backend import to_numpy
+from .cellspec import MODEL_CELLS, model_cell_spec
+from .layers import GRU, LSTM, RNN, make_layer
+from .module import Module
 from .validation import (
     check_floating,
     check_shape,
@@ -26,7 +29,7 @@ from .validation import (
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
 State = Any  # h (RNN, GRU) or (h, c) (LSTM), each (num_layers, B, H)
 
-CELLS = ("lstm", "gru", "rnn-tanh", "rnn-relu", "rnn-sigmoid")
+CELLS = MODEL_CELLS
 INPUT_KINDS = ("dense", "onehot", "embedding")
 
 
@@ -41,18 +44,18 @@ def make_recurrent(
     seed: int | None = None,
 ) -> LSTM | GRU | RNN:
     """The layer stack for a cell name in :data:`CELLS` ("rnn-tanh" is an RNN with tanh)."""
-    choice(cell, "cell", CELLS)
-    common = dict(num_layers=num_layers, dropout=dropout, dtype=dtype, device=device, seed=seed)
-    if cell == "lstm":
-        return LSTM(input_size, hidden_size, **common)
-    if cell == "gru":
-        return GRU(input_size, hidden_size, **common)
-    return RNN(input_size, hidden_size, nonlinearity=cell.split("-", 1)[1], **common)
+    return make_layer(model_cell_spec(cell), input_size, hidden_size, num_layers=num_layers,
+                      dropout=dropout, dtype=dtype, device=device, seed=seed)
 
 
-class Linear:
+class Linear(Module):
     """``y = x W^T + b`` over the last axis of x, with W (out, in) initialised like PyTorch's
-    ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in)) for W and b."""
+    ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in)) for W and b.
+
+    y (and the dx of backward) come in the compute dtype of the storage dtype (float32 for
+    the 16-bit dtypes), the dtype a loss computes in; gradients are accumulated into the
+    storage dtype, rounded once.
+    """
 
     def __init__(
         self,
@@ -65,28 +68,22 @@ class Linear:
     ) -> None:
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
-        self.device = backend.resolve_device(device)
-        self.dtype = backend.resolve_dtype(dtype, self.device)
-        self.xp = backend.array_module(self.device)
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self.in_features)
-        shapes = {"weight": (self.out_features, self.in_features)}
-        if bias:
-            shapes["bias"] = (self.out_features,)
-        self._params = {
-            k: init.uniform(rng, bound, s, self.dtype, self.device) for k, s in shapes.items()
-        }
-        self.grads = {k: self.xp.zeros_like(v) for k, v in self._params.items()}
+        self.has_bias = bool(bias)
+        self._setup(dtype, device, seed)
         self._x: Array | None = None
 
-    def parameters(self) -> dict[str, Array]:
-        """Name -> live parameter array."""
-        return dict(self._params)
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.has_bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
 
-    def zero_grad(self) -> None:
-        """Set every accumulated gradient to zero."""
-        for g in self.grads.values():
-            g.fill(0)
+    def _initial(self, shape: tuple[int, ...]) -> Array:
+        return init.uniform(self.rng, 1.0 / np.sqrt(self.in_features), shape, self.dtype,
+                            self.device)
+
+    def _clear_saved(self) -> None:
+        self._x = None
 
     def forward(self, x: Array) -> Array:
         """(..., in_features) -> (..., out_features)."""
@@ -96,10 +93,11 @@ class Linear:
                 f"got shape {tuple(x.shape)}"
             )
         check_floating(x, "x", self._params["weight"].dtype)
+        compute = self.backend.compute
         self._x = x
-        y = x @ self._params["weight"].T
+        y = compute(x) @ compute(self._params["weight"]).T
         if "bias" in self._params:
-            y += self._params["bias"]
+            y += compute(self._params["bias"])
         return y
 
     __call__ = forward
@@ -110,11 +108,13 @@ class Linear:
             raise RuntimeError("backward: called before any forward")
         check_shape(dy, tuple(self._x.shape[:-1]) + (self.out_features,), "dy")
         check_floating(dy, "dy", self._params["weight"].dtype)
-        flat_dy = dy.reshape(-1, self.out_features)
-        self.grads["weight"] += flat_dy.T @ self._x.reshape(-1, self.in_features)
+        compute = self.backend.compute
+        flat_dy = compute(dy).reshape(-1, self.out_features)
+        x = compute(self._x).reshape(-1, self.in_features)
+        self.backend.add_into(self.grads["weight"], flat_dy.T @ x)
         if "bias" in self.grads:
-            self.grads["bias"] += flat_dy.sum(axis=0)
-        return dy @ self._params["weight"]
+            self.backend.add_into(self.grads["bias"], flat_dy.sum(axis=0))
+        return compute(dy) @ compute(self._params["weight"])
 
 
 def _check_tokens(tokens: Array, vocab: int) -> None:
@@ -128,7 +128,7 @@ def _check_tokens(tokens: Array, vocab: int) -> None:
 
 
 class OneHot:
-    """Integer tokens (...) -> one-hot vectors (..., vocab); no parameters."""
+    """Integer tokens (...) -> one-hot vectors (..., vocab) of ``dtype``; no parameters."""
 
     def __init__(self, vocab: int, dtype: str, xp: Any) -> None:
         self.vocab = positive_int(vocab, "vocab")
@@ -140,12 +140,13 @@ class OneHot:
         return self._eye[tokens]
 
 
-class Embedding:
+class Embedding(Module):
     """Integer tokens (...) -> learned vectors (..., dim); weight (vocab, dim) ~ N(0, 1) like
     PyTorch's ``nn.Embedding``.
 
-    Backward forms the weight gradient as one_hot(tokens)^T dy, one GEMM on either backend,
-    which suits the small vocabularies (characters, symbols) of the tasks here.
+    Backward forms the weight gradient as one_hot(tokens)^T dy, one GEMM on either backend
+    (in the compute dtype, accumulated into the storage dtype), which suits the small
+    vocabularies (characters, symbols) of the tasks here.
     """
 
     def __init__(
@@ -154,22 +155,18 @@ class Embedding:
     ) -> None:
         self.vocab = positive_int(vocab, "vocab")
         self.dim = positive_int(dim, "dim")
-        self.device = backend.resolve_device(device)
-        self.dtype = backend.resolve_dtype(dtype, self.device)
-        self.xp = backend.array_module(self.device)
-        weight = np.random.default_rng(seed).standard_normal((self.vocab, self.dim))
-        self._params = {"weight": backend.asarray(weight, self.dtype, self.device)}
-        self.grads = {"weight": self.xp.zeros_like(self._params["weight"])}
-        self._eye = self.xp.eye(self.vocab, dtype=self._params["weight"].dtype)
+        self._setup(dtype, device, seed)
+        self._eye = self.xp.eye(self.vocab, dtype=self.backend.compute_dtype(self.dtype))
         self._tokens: Array | None = None
 
-    def parameters(self) -> dict[str, Array]:
-        """Name -> live parameter array."""
-        return dict(self._params)
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.vocab, self.dim)}
 
-    def zero_grad(self) -> None:
-        """Set the accumulated gradient to zero."""
-        self.grads["weight"].fill(0)
+    def _initial(self, shape: tuple[int, ...]) -> Array:
+        return self.backend.asarray(self.rng.standard_normal(shape), self.dtype)
+
+    def _clear_saved(self) -> None:
+        self._tokens = None
 
     def forward(self, tokens: Array) -> Array:
         """Look up one row of the weight per token."""
@@ -183,7 +180,8 @@ class Embedding:
             raise RuntimeError("backward: called before any forward")
         check_shape(dy, tuple(self._tokens.shape) + (self.dim,), "dy")
         onehot = self._eye[self._tokens.reshape(-1)]
-        self.grads["weight"] += onehot.T @ dy.reshape(-1, self.dim)
+        dy = self.backend.compute(dy).reshape(-1, self.dim)
+        self.backend.add_into(self.grads["weight"], onehot.T @ dy)
 
 
 class SequenceModel:
@@ -245,7 +243,8 @@ class SequenceModel:
             self.embed = Embedding(input_size, embed_dim, self.dtype, self.device,
                                    None if seed is None else int(seeds[2]))
         elif input_kind == "onehot":
-            self.onehot = OneHot(input_size, self.dtype, self.xp)
+            self.onehot = OneHot(input_size, self.rnn.backend.compute_dtype(self.dtype),
+                                 self.xp)
         self.input_size = int(input_size)
 
     def _parts(self) -> dict[str, Any]:
@@ -271,7 +270,7 @@ class SequenceModel:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Host copies of every parameter, under the names of :meth:`parameters`."""
-        return {k: backend.to_numpy(v).copy() for k, v in self.parameters().items()}
+        return {k: to_numpy(v).copy() for k, v in self.parameters().items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Copy parameters in, checking that the names and shapes match exactly and that the
@@ -287,7 +286,7 @@ class SequenceModel:
         check_state_dict(state_dict, {name: tuple(p.shape) for name, p in params.items()},
                          params["head.weight"].dtype)
         for name, p in params.items():
-            p[...] = backend.asarray(state_dict[name], self.dtype, self.device)
+            p[...] = self.rnn.backend.asarray(state_dict[name], self.dtype)
 
     def train(self, mode: bool = True) -> "SequenceModel":
         """Training mode: dropout between recurrent layers is on."""
@@ -302,7 +301,7 @@ class SequenceModel:
         """The recurrent stack's input (T, B, I) for the model's inputs."""
         if self.config["input_kind"] == "dense":
             check_floating(inputs, "inputs", self.head.parameters()["weight"].dtype)
-            return backend.asarray(inputs, self.dtype, self.device)
+            return self.rnn.backend.asarray(inputs, self.dtype)
         tokens = self.xp.asarray(inputs)
         if self.embed is not None:
             return self.embed.forward(tokens)

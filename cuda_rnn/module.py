@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, init
+from . import init
+from .backend import for_device, resolve_device, resolve_dtype
 from .validation import check_shape, check_state_dict
 
 Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
@@ -15,25 +16,31 @@ Array = Any  # a NumPy array on "cpu", a CuPy array on "cuda"
 class Module:
     """Holds named parameters with PyTorch's names and shapes, and their gradients.
 
-    Subclasses define :meth:`_expected_shapes` and call :meth:`_setup` from ``__init__``.
+    Subclasses define :meth:`_expected_shapes` (and :meth:`_initial` where the init is not
+    U(-1/sqrt(H), 1/sqrt(H))) and call :meth:`_setup` from ``__init__``. :attr:`backend` is
+    what they compute with on their device (:mod:`cuda_rnn.backend`).
     """
 
-    def _setup(self, cell: str, dtype: Any, device: str, seed: int | None) -> None:
-        self.device = backend.resolve_device(device)
-        self.dtype = backend.resolve_dtype(dtype, self.device)
-        self.xp = backend.array_module(self.device)
+    def _setup(self, dtype: Any, device: str, seed: int | None) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.backend = for_device(self.device)
+        self.xp = self.backend.xp
         self.training = True
         self.rng = np.random.default_rng(seed)
-        self._impl = backend.cell_module(cell, self.device)
-        # U(-1/sqrt(H), 1/sqrt(H)) like PyTorch.
-        bound = 1.0 / np.sqrt(self.hidden_size)
         self._params = {
-            name: init.uniform(self.rng, bound, shape, self.dtype, self.device)
+            name: self._initial(shape)
             for name, shape in self._expected_shapes().items()
         }
         # zeros rather than zeros_like: NumPy's zeros takes pages from the OS only when a
         # backward first writes them, so building a layer costs its parameters alone.
         self.grads = {k: self.xp.zeros(v.shape, v.dtype) for k, v in self._params.items()}
+
+    def _initial(self, shape: tuple[int, ...]) -> Array:
+        """One parameter's initial storage array: U(-1/sqrt(H), 1/sqrt(H)) like PyTorch, drawn
+        on the host (:mod:`cuda_rnn.init`)."""
+        return init.uniform(self.rng, 1.0 / np.sqrt(self.hidden_size), shape, self.dtype,
+                            self.device)
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
@@ -61,7 +68,7 @@ class Module:
         expected = self._expected_shapes()
         check_state_dict(state_dict, expected, self._params_dtype())
         for name in expected:
-            self._params[name][...] = backend.asarray(state_dict[name], self.dtype, self.device)
+            self._params[name][...] = self.backend.asarray(state_dict[name], self.dtype)
 
     def with_parameters(self, params: dict[str, Array]) -> "Module":
         """A module of this configuration whose parameters ARE the given arrays (no copy).
@@ -117,4 +124,4 @@ class Module:
         return self.train(False)
 
     def _params_dtype(self) -> Any:
-        return self._params["weight_hh" if "weight_hh" in self._params else "weight_hh_l0"].dtype
+        return next(iter(self._params.values())).dtype

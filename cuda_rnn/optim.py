@@ -2,9 +2,10 @@
 
 An optimizer holds the live parameter arrays (``model.parameters()``) and updates them in place,
 so the layers see the new values without any copy. Gradients are passed to :meth:`step` as a
-dict with the same keys. The arithmetic uses array operators and NumPy functions that CuPy
-arrays take over through NumPy's dispatch protocols (``np.zeros_like``, ``np.sqrt``,
-``np.clip``), so the same code updates parameters in place on either backend.
+dict with the same keys. Every update, scale and clamp of a parameter or a gradient goes
+through the storage arithmetic of the array's backend (:mod:`cuda_rnn.backend`): computed in
+the compute dtype (float32 for 16-bit storage) and rounded once. Optimizer state (momentum,
+moments) is kept in the compute dtype.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from .backend import to_numpy
+from .backend import for_array, to_numpy
 
 Array = Any  # a NumPy or CuPy array
 
@@ -42,13 +42,19 @@ class Optimizer:
         self.lr = _check_lr(lr)
         self.steps = 0
         self._buffers: dict[str, dict[str, Array]] = {}
+        self._backends = {name: for_array(p) for name, p in self.params.items()}
 
     def _buffer(self, kind: str, name: str) -> Array:
-        """A zero-initialised state array shaped like parameter ``name``."""
+        """A zero-initialised state array shaped like parameter ``name``, in its compute dtype."""
         bufs = self._buffers.setdefault(kind, {})
         if name not in bufs:
-            bufs[name] = np.zeros_like(self.params[name])
+            bufs[name] = self._backends[name].xp.zeros(self.params[name].shape,
+                                                       self._compute_dtype(name))
         return bufs[name]
+
+    def _compute_dtype(self, name: str) -> np.dtype:
+        be = self._backends[name]
+        return be.compute_dtype(be.storage_name(self.params[name]))
 
     def step(self, grads: dict[str, Array]) -> None:
         """Apply one update to every parameter from its gradient in ``grads``."""
@@ -85,8 +91,7 @@ class Optimizer:
                 raise ValueError(
                     f"state[{key!r}]: expected shape {tuple(param.shape)}, got {tuple(value.shape)}"
                 )
-            device = "cpu" if isinstance(param, np.ndarray) else "cuda"
-            buf = backend.asarray(np.array(value, copy=True), str(param.dtype), device)
+            buf = self._backends[name].xp.array(value, dtype=self._compute_dtype(name))
             buffers.setdefault(kind, {})[name] = buf
         self._buffers = buffers
         self.steps = int(state["steps"])
@@ -109,13 +114,14 @@ class SGD(Optimizer):
         _check_keys(grads, self.params)
         self.steps += 1
         for name, p in self.params.items():
-            g = grads[name]
+            be = self._backends[name]
+            g = be.compute(grads[name])
             if self.momentum:
                 v = self._buffer("momentum", name)
                 v *= self.momentum
                 v += g
                 g = v
-            p -= self.lr * g
+            be.add_into(p, -self.lr * g)
 
 
 class Adam(Optimizer):
@@ -148,21 +154,22 @@ class Adam(Optimizer):
         c1 = 1.0 - b1 ** self.steps
         c2 = 1.0 - b2 ** self.steps
         for name, p in self.params.items():
-            g = grads[name]
+            be = self._backends[name]
+            g = be.compute(grads[name])
             m = self._buffer("m", name)
             v = self._buffer("v", name)
             m *= b1
             m += (1.0 - b1) * g
             v *= b2
             v += (1.0 - b2) * (g * g)
-            p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+            be.add_into(p, -(self.lr / c1) * m / (be.xp.sqrt(v / c2) + self.eps))
 
 
 def global_norm(grads: dict[str, Array]) -> float:
     """sqrt of the sum of squares of every gradient element (inf or nan if any is)."""
     total = 0.0
     for g in grads.values():
-        total += float((g.astype(np.float64) ** 2).sum())
+        total += float((for_array(g).compute(g).astype(np.float64) ** 2).sum())
     return math.sqrt(total)
 
 
@@ -180,7 +187,7 @@ def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / norm
         for g in grads.values():
-            g *= scale
+            for_array(g).scale(g, scale)
     return norm
 
 
@@ -189,4 +196,4 @@ def clip_grad_value(grads: dict[str, Array], clip_value: float) -> None:
     if not (isinstance(clip_value, (int, float)) and clip_value > 0):
         raise ValueError(f"clip_value: expected a number > 0, got {clip_value!r}")
     for g in grads.values():
-        np.clip(g, -clip_value, clip_value, out=g)
+        for_array(g).clip(g, -clip_value, clip_value)

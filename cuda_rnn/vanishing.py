@@ -18,20 +18,15 @@ from typing import Any
 import numpy as np
 
 from .backend import to_numpy
-from .cells import GRUCell, LSTMCell, RNNCell
+from .cells import GRUCell, LSTMCell, RNNCell, make_cell
 from .layers import GRU, LSTM, RNN
 
 
 def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
     """A cell holding a copy of layer ``k``'s weights."""
     in_size = layer.input_size if k == 0 else layer.hidden_size
-    common = dict(bias=layer.bias, dtype=layer.dtype, device=layer.device)
-    if isinstance(layer, LSTM):
-        cell = LSTMCell(in_size, layer.hidden_size, **common)
-    elif isinstance(layer, GRU):
-        cell = GRUCell(in_size, layer.hidden_size, **common)
-    else:
-        cell = RNNCell(in_size, layer.hidden_size, nonlinearity=layer.nonlinearity, **common)
+    cell = make_cell(layer.spec, in_size, layer.hidden_size, bias=layer.bias,
+                     dtype=layer.dtype, device=layer.device)
     params = layer.parameters()
     cell.load_state_dict({name: params[f"{name}_l{k}"] for name in cell.parameters()})
     return cell

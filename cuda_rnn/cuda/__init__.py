@@ -1,11 +1,11 @@
 """The cells on the GPU: the same functions as :mod:`cuda_rnn.reference`, on CuPy arrays.
 
-Each module (rnn, lstm, gru) exposes ``<cell>_forward`` and ``<cell>_backward`` with the
-signatures of its NumPy twin (plus keywords ``name``, ``algo`` and ``graphs``) and describes
-its kernels (kernels_cu/<cell>.cu and the persistent headers) in a
-:class:`~cuda_rnn.cuda.cellspec.CellSpec`: the buffers they use and the order of their
-arguments. :mod:`cuda_rnn.cuda.sequence` runs any spec, so the step loops, the graph capture
-and the GEMMs around them are written once. This package imports without CuPy; the
+:class:`~cuda_rnn.cuda.backend.CudaBackend` is what the layers reach: it runs any cell's
+:class:`~cuda_rnn.cellspec.CellSpec` through :mod:`cuda_rnn.cuda.sequence` (the step loops,
+the graph capture and the GEMMs around them, written once) and owns the algorithm choice, the
+graph cache, the device limits and the 16-bit storage arithmetic. Each module (rnn, lstm,
+gru) exposes ``<cell>_forward`` and ``<cell>_backward`` with the signatures of its NumPy twin
+(plus keywords ``name``, ``algo`` and ``graphs``). This package imports without CuPy; the
 functions import it when called.
 
 Storage dtypes (see :mod:`cuda_rnn.cuda.dtypes`): float16, bfloat16, float32, float64.

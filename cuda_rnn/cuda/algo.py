@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 
 from .graph import GraphCache
-from .persistent import CELL_GATES, H100, DeviceLimits, plan_persistent
+from .persistent import CELL_GATES, DIRECTIONS, H100, DeviceLimits, plan_persistent
 
 ALGOS = ("alternating", "graph", "persistent", "auto")
 #: What the cell functions of cuda/{rnn,lstm,gru}.py run: "auto" is resolved before them.
@@ -111,9 +111,13 @@ def choose_algo(
     check_algo(algo)
     if steps < 1:
         raise ValueError(f"steps: expected >= 1, got {steps}")
-    plan = plan_persistent(cell, direction, hidden, batch, dtype, limits)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
+    if hidden < 1 or batch < 1:
+        raise ValueError(f"hidden, batch: expected >= 1, got {hidden}, {batch}")
     if algo in ("alternating", "graph"):
         return AlgoChoice(algo, algo, "requested")
+    plan = plan_persistent(cell, direction, hidden, batch, dtype, limits)
     if algo == "persistent":
         if plan.fits:
             return AlgoChoice(algo, "persistent", "requested")

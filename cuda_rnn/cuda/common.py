@@ -166,20 +166,19 @@ def check_dy(dy: Any, dims: Dims, dtype: Any) -> None:
                          f"got {tuple(dy.shape)} {dy.dtype}")
 
 
-def backward_gemms(d_input: Any, d_recurrent: Any, cache: Any,
-                   op: str) -> tuple[Any, Any, Any, Any, Any]:
+def backward_gemms(d_input: Any, d_recurrent: Any, x: Any, w_ih: Any, h_prev: Any,
+                   has_bias: bool, dims: Dims, op: str) -> tuple[Any, Any, Any, Any, Any]:
     """The GEMMs after a backward step loop, over all steps at once.
 
     ``d_input`` and ``d_recurrent`` are the (T, B, G*H) gradients with respect to the input
     projection and to the recurrent projection: one array for the LSTM and the RNN, two for
-    the GRU (whose reset gate scales only the recurrent side). ``cache`` is the forward's
-    :class:`~cuda_rnn.cuda.sequence.SequenceCache`. Returns (dx, dW_ih, dW_hh, db_ih, db_hh),
-    the biases None without bias.
+    the GRU (whose reset gate scales only the recurrent side). ``x`` and ``w_ih`` are the
+    forward's input and input weights, ``h_prev`` its (T, B, H) states h_0 .. h_{T-1}.
+    Returns (dx, dW_ih, dW_hh, db_ih, db_hh), the biases None without bias.
     """
-    dims = cache.dims
-    dw_ih, dx = input_gradients(d_input, cache.x, cache.w_ih, dims, op)
-    dw_hh = recurrent_weight_gradient(d_recurrent, cache.saved["h"][:dims.T], dims, op)
-    if not cache.has_bias:
+    dw_ih, dx = input_gradients(d_input, x, w_ih, dims, op)
+    dw_hh = recurrent_weight_gradient(d_recurrent, h_prev, dims, op)
+    if not has_bias:
         return dx, dw_ih, dw_hh, None, None
     db_ih = bias_gradient(d_input, dims, op)
     db_hh = db_ih.copy() if d_recurrent is d_input else bias_gradient(d_recurrent, dims, op)

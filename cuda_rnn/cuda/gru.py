@@ -13,30 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cellspec import cell_spec
 from . import sequence
-from .cellspec import Buffer, CellSpec
 from .graph import GraphCache
 
-SPEC = CellSpec(
-    cell="gru",
-    gates=3,
-    states=("h",),
-    buffers={
-        "bh": Buffer(("G",), "acc", "b_hh"),
-        "gates": Buffer(("T", "B", "G"), "storage", "saved gates r, z, n"),
-        "hn": Buffer(("T", "B", "H"), "storage", "saved W_hn h + b_hn"),
-        "dxp": Buffer(("T", "B", "G"), "storage", "input-side gradients dXp"),
-        "dhp": Buffer(("T", "B", "G"), "storage", "recurrent gradients dHp"),
-    },
-    saved=("h", "gates", "hn"),
-    grads=("dxp", "dhp"),
-    forward_args=("xp", "hp", "bh", "h", "y", "gates", "hn", "lengths"),
-    backward_args=("gates", "hn", "h", "dy", "dh", "dxp", "dhp", "lengths"),
-    persistent_forward_args=("xp", "w_hh", "bh", "lengths", "h", "gates", "hn", "y"),
-    persistent_backward_args=("w_hh", "lengths", "h", "gates", "hn", "dy", "dh", "dxp", "dhp",
-                              "dh"),
-    bias_in_kernel=True,
-)
+SPEC = cell_spec("gru")
 
 
 def gru_forward(

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cellspec import DIRECTIONS, SPECS
+
 KERNEL_PACKAGE = "cuda_rnn.kernels_cu"
 CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "kernels_cu"
 
@@ -55,15 +57,13 @@ class KernelFile:
     cooperative: bool = False
 
 
-#: Every file the loader compiles, with its kernels.
+#: Every file the loader compiles, with its kernels: each cell's pointwise file, and the
+#: cooperative file of each cell with a persistent kernel.
 KERNELS: dict[str, KernelFile] = {
-    "rnn.cu": KernelFile(("rnn_forward_pointwise", "rnn_backward_pointwise")),
-    "lstm.cu": KernelFile(("lstm_forward_pointwise", "lstm_backward_pointwise")),
-    "gru.cu": KernelFile(("gru_forward_pointwise", "gru_backward_pointwise")),
-    "lstm_persistent.cuh": KernelFile(("lstm_forward_persistent", "lstm_backward_persistent"),
-                                      TENSOR_CORE_DTYPES, cooperative=True),
-    "gru_persistent.cuh": KernelFile(("gru_forward_persistent", "gru_backward_persistent"),
-                                     TENSOR_CORE_DTYPES, cooperative=True),
+    **{spec.source_file: KernelFile(spec.pointwise_kernels) for spec in SPECS.values()},
+    **{f"{spec.cell}_persistent.cuh": KernelFile(
+        tuple(spec.kernel_name(d, "persistent") for d in DIRECTIONS), TENSOR_CORE_DTYPES,
+        cooperative=True) for spec in SPECS.values() if spec.persistent},
 }
 
 #: NVRTC options for every module. No -arch: CuPy targets the device it runs on. Line info

@@ -12,29 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cellspec import cell_spec
 from . import sequence
-from .cellspec import Buffer, CellSpec
 from .graph import GraphCache
 
-SPEC = CellSpec(
-    cell="lstm",
-    gates=4,
-    states=("h", "c"),
-    buffers={
-        "c": Buffer(("T+1", "B", "H"), "storage", "cell states c"),
-        "gates": Buffer(("T", "B", "G"), "storage", "saved gates i, f, g, o"),
-        "tanh_c": Buffer(("T", "B", "H"), "storage", "saved tanh(c)"),
-        "dc": Buffer(("B", "H"), "acc", "dc"),
-        "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
-    },
-    saved=("h", "c", "gates", "tanh_c"),
-    grads=("dgates", "dgates"),
-    forward_args=("xp", "hp", "h", "c", "y", "gates", "tanh_c", "lengths"),
-    backward_args=("gates", "c", "tanh_c", "dy", "dh", "dc", "dgates", "lengths"),
-    persistent_forward_args=("xp", "w_hh", "lengths", "h", "c", "gates", "tanh_c", "y"),
-    persistent_backward_args=("w_hh", "lengths", "gates", "c", "tanh_c", "dy", "dh", "dc",
-                              "dgates", "dh", "dc"),
-)
+SPEC = cell_spec("lstm")
 
 
 def lstm_forward(

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from . import loader
+from ..cellspec import PERSISTENT_GATES
 
 #: Threads per block, the same as persistent::kThreads in kernels_cu/persistent.cuh.
 THREADS = 256
 WARPS = THREADS // 32
 #: Cells with a persistent kernel and their gate count G.
-CELL_GATES: dict[str, int] = {"lstm": 4, "gru": 3}
+CELL_GATES: dict[str, int] = PERSISTENT_GATES
 #: Storage dtypes with a persistent kernel (TF32 / bf16 tensor cores), with bytes per element.
 ELEMENT_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2}
 DIRECTIONS = ("forward", "backward")

@@ -11,31 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cellspec import NONLINEARITIES, CellSpec, cell_spec
 from . import sequence
-from .cellspec import Buffer, CellSpec
 from .graph import GraphCache
 
-#: The kernels' code for each nonlinearity (enum Nonlinearity in rnn.cu).
-NONLINEARITIES: dict[str, int] = {"tanh": 0, "relu": 1, "sigmoid": 2}
-
-SPECS: dict[str, CellSpec] = {
-    nonlinearity: CellSpec(
-        cell="rnn",
-        gates=1,
-        states=("h",),
-        buffers={
-            "act": Buffer(("T", "B", "H"), "storage", "saved activations"),
-            "da": Buffer(("T", "B", "G"), "storage", "pre-activation gradients dA"),
-        },
-        saved=("h", "act"),
-        grads=("da", "da"),
-        forward_args=("xp", "hp", "h", "y", "act", "lengths"),
-        backward_args=("act", "dy", "dh", "da", "lengths"),
-        extra_args=(code,),
-        variant=nonlinearity,
-    )
-    for nonlinearity, code in NONLINEARITIES.items()
-}
+SPECS: dict[str, CellSpec] = {n: cell_spec("rnn", nonlinearity=n) for n in NONLINEARITIES}
 
 
 def rnn_forward(
@@ -82,7 +62,7 @@ def rnn_forward(
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(
-            f"nonlinearity: expected one of {tuple(NONLINEARITIES)}, got {nonlinearity!r}"
+            f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}"
         )
     y, (h_n,), cache = sequence.forward(SPECS[nonlinearity], x, (h0,), w_ih, w_hh, b_ih, b_hh,
                                         lengths, name=name, algo=algo, graphs=graphs)

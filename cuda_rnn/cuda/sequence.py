@@ -23,11 +23,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..cellspec import CellSpec
 from ..profiling import nvtx_range
 from . import persistent
 from .algo import check_step_loop, tf32_allowed
 from .blas import GemmPlan
-from .cellspec import Buffers, CellSpec
+from .cellspec import allocate, arguments, describe_kernel, graph_key
 from .common import (
     Dims,
     acc_state,
@@ -42,7 +43,7 @@ from .common import (
 )
 from .dtypes import acc_dtype, cast, to_acc
 from .errors import device_errors
-from .graph import GraphCache
+from .graph import Buffers, GraphCache
 from .launch import BLOCK, launch, pointwise_grid
 from .loader import get_kernel
 
@@ -70,12 +71,12 @@ def _tail(spec: CellSpec, dims: Dims) -> tuple[np.int32, ...]:
 def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The forward step loop: per step one GEMM and one pointwise launch, nothing else."""
     T, B, _, H, dtype = dims
-    kernel = get_kernel(f"{spec.cell}.cu", f"{spec.cell}_forward_pointwise", dtype)
-    what = spec.describe_kernel("forward", dims)
+    kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype)
+    what = describe_kernel(spec, "forward", dims)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
     h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * H * h.itemsize, w_hh.data.ptr, hp.data.ptr
-    arrays, tail = tuple(buffers[n] for n in spec.forward_args), _tail(spec, dims)
+    arrays, tail = arguments(spec, "forward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     for t in time_steps(T, name):
         gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
@@ -85,14 +86,14 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
 def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The backward step loop: per step (reversed) one pointwise launch and one GEMM."""
     T, B, _, H, dtype = dims
-    kernel = get_kernel(f"{spec.cell}.cu", f"{spec.cell}_backward_pointwise", dtype)
-    what = spec.describe_kernel("backward", dims)
+    kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype)
+    what = describe_kernel(spec, "backward", dims)
     recurrent = spec.grads[1]
     dg, w_hh, dh = buffers[recurrent], buffers["w_hh"], buffers["dh"]
     gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
     g_ptr, g_step = dg.data.ptr, B * spec.gates * H * dg.itemsize
     w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
-    arrays, tail = tuple(buffers[n] for n in spec.backward_args), _tail(spec, dims)
+    arrays, tail = arguments(spec, "backward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     for t in time_steps(T, name, reverse=True):
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
@@ -104,10 +105,9 @@ def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buf
     """Every step of ``plan.direction`` in one cooperative launch of the cell's persistent
     kernel; backward updates the state gradients in place (they enter as dL/d(state)_T and
     leave as dL/d(state)_0)."""
-    names = (spec.persistent_forward_args if plan.direction == "forward"
-             else spec.persistent_backward_args)
     sizes = (np.int32(dims.T), np.int32(dims.B), np.int32(dims.H))
-    persistent.launch(plan, tuple(buffers[n] for n in names) + sizes, allow_tf32)
+    persistent.launch(plan, arguments(spec, plan.direction, "persistent", buffers) + sizes,
+                      allow_tf32)
 
 
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
@@ -154,13 +154,14 @@ def forward(
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
         if algo == "graph":
-            out = graphs.run(spec.key("forward", dims),
+            out = graphs.run(graph_key(spec, "forward", dims),
                              lambda: _static_forward_buffers(spec, dims, f"{op} graph"),
                              lambda buffers: run_forward_steps(spec, buffers, dims, name),
                              {**inputs, **initial}, ("y",) + spec.saved)
         else:
-            out = {**spec.allocate(
-                [n for n in spec.names("forward") if n not in inputs], dims, op), **inputs}
+            out = {**allocate(
+                spec, [n for n in spec.names("forward") if n not in inputs], dims, op),
+                   **inputs}
             for s in spec.states:
                 out[s][0] = initial[f"{s}0"]
             if plan is not None:
@@ -176,7 +177,7 @@ def forward(
 def _static_forward_buffers(spec: CellSpec, dims: Dims, op: str) -> Buffers:
     """A captured forward loop's buffers, with views "h0" (, "c0") on row 0 of each state so
     that the initial states are copied straight in."""
-    buffers = spec.allocate(spec.names("forward"), dims, op)
+    buffers = allocate(spec, spec.names("forward"), dims, op)
     buffers.update({f"{s}0": buffers[s][0] for s in spec.states})
     return buffers
 
@@ -221,17 +222,19 @@ def backward(
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
         inputs.update({g: acc_state(d, dims) for g, d in zip(state_grads, dstates)})
         if algo == "graph":
-            out = graphs.run(spec.key("backward", dims),
-                             lambda: spec.allocate(names, dims, f"{op} graph"),
+            out = graphs.run(graph_key(spec, "backward", dims),
+                             lambda: allocate(spec, names, dims, f"{op} graph"),
                              lambda buffers: run_backward_steps(spec, buffers, dims, name),
                              inputs, tuple(dict.fromkeys(spec.grads)) + state_grads)
         else:
-            out = {**spec.allocate([n for n in names if n not in inputs], dims, op), **inputs}
+            out = {**allocate(spec, [n for n in names if n not in inputs], dims, op), **inputs}
             if plan is not None:
                 run_persistent(spec, plan, out, dims, tf32_allowed())
             else:
                 run_backward_steps(spec, out, dims, name)
         d_input, d_recurrent = (out[g] for g in spec.grads)
-        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(d_input, d_recurrent, cache, op)
+        dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(
+            d_input, d_recurrent, cache.x, cache.w_ih, cache.saved["h"][:dims.T],
+            cache.has_bias, dims, op)
         d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
     return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh

@@ -1,0 +1,393 @@
+"""The one description of each cell: gates, states, parameters, saved buffers, kernel arguments.
+
+Everything that needs a gate count, a state or parameter name, a buffer or a kernel's argument
+order reads it from a :class:`CellSpec`: the layers and cells (parameter names and shapes,
+state names), the NumPy and CUDA backends (the cell functions' arguments), the CUDA step loops
+(buffers and kernel arguments), the persistent planner and the kernel loader (which cells have
+which kernels) and interop (the matching torch.nn class).
+
+A spec is built by :func:`cell_spec` from a cell name and :class:`Options`, so a variant of a
+cell is an option of its description (a field of :class:`Options` read by the cell's
+declaration below), not a new class.
+
+Kernel arguments
+----------------
+Every kernel of every cell takes its array arguments in one of the four layouts of
+:data:`SIGNATURES`; a layout names the buffers every cell shares and the groups a cell fills
+from its declaration (:data:`INPUTS`, :data:`STATES`, ...). After the arrays come t, B, H and
+the cell's ``extra_args`` (pointwise), or T, B, H and the plan's layout (persistent). A
+persistent backward updates the state gradients in place: the buffers it reads as dL/d(state)_T
+it leaves as dL/d(state)_0, written as an explicit alias (``dh0`` is ``dh``) in
+:attr:`CellSpec.aliases`.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+CELLS = ("rnn", "lstm", "gru")
+#: Nonlinearities of the vanilla RNN; a kernel's code for one is its index (enum Nonlinearity
+#: in kernels_cu/rnn.cu).
+NONLINEARITIES = ("tanh", "relu", "sigmoid")
+#: Cell names of the model and the command line: a vanilla RNN names its nonlinearity.
+MODEL_CELLS = ("lstm", "gru") + tuple(f"rnn-{n}" for n in NONLINEARITIES)
+#: The cell functions' weight arguments, and the order in which backward returns their grads.
+PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+DIRECTIONS = ("forward", "backward")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One buffer of a step loop.
+
+    shape : sizes by symbol: "T", "T+1", "B", "H", or "G" (gates * H).
+    kind : element type: "storage" (the call's dtype), "acc" (its accumulator dtype: float32
+        for the 16-bit dtypes) or "int32".
+    what : what it holds, for out-of-memory messages.
+    """
+
+    shape: tuple[str, ...]
+    kind: str
+    what: str
+
+
+#: Buffers every cell's step loops use, whatever the cell.
+COMMON_BUFFERS: dict[str, Buffer] = {
+    "xp": Buffer(("T", "B", "G"), "acc", "input projection Xp"),
+    "hp": Buffer(("B", "G"), "acc", "recurrent projection Hp"),
+    "w_hh": Buffer(("G", "H"), "storage", "W_hh"),
+    "lengths": Buffer(("B",), "int32", "lengths"),
+    "h": Buffer(("T+1", "B", "H"), "storage", "hidden states h"),
+    "y": Buffer(("T", "B", "H"), "storage", "output y"),
+    "dy": Buffer(("T", "B", "H"), "storage", "dy"),
+    "dh": Buffer(("B", "H"), "acc", "dh"),
+}
+
+# The groups of a layout, filled from a cell's declaration.
+INPUTS = "<inputs>"  # forward inputs of the cell's own (the GRU's b_hh)
+STATES = "<states>"  # the recurrent states, (T+1, B, H) each
+OUTPUTS = "<outputs>"  # what forward saves beyond the states and y
+READS = "<reads>"  # what the pointwise backward reads of the forward's buffers
+PERSISTENT_READS = "<persistent reads>"  # the same, in the persistent backward's order
+STATE_GRADS = "<state grads>"  # dL/d(state), (B, H) each: in at step T
+GRADS = "<grads>"  # backward's per-step outputs (the gradients of the projections)
+STATE_GRADS_OUT = "<state grads out>"  # dL/d(state)_0, aliases of STATE_GRADS
+
+#: The array arguments of each kernel, in the order of its C++ signature, for every cell.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "forward_pointwise": ("xp", "hp", INPUTS, STATES, "y", OUTPUTS, "lengths"),
+    "backward_pointwise": (READS, "dy", STATE_GRADS, GRADS, "lengths"),
+    "forward_persistent": ("xp", "w_hh", INPUTS, "lengths", STATES, OUTPUTS, "y"),
+    "backward_persistent": ("w_hh", "lengths", PERSISTENT_READS, "dy", STATE_GRADS, GRADS,
+                            STATE_GRADS_OUT),
+}
+
+
+class Forward(NamedTuple):
+    """One layer-direction's forward, as every backend returns it.
+
+    y : (T, B, H) outputs; states : the final states, in the order of :attr:`CellSpec.states`;
+    cache : what backward needs (opaque); algo_used, algo_reason : the step loop that ran and
+    why ("" on the CPU).
+    """
+
+    y: Any
+    states: tuple[Any, ...]
+    cache: Any
+    algo_used: str = ""
+    algo_reason: str = ""
+
+
+class Backward(NamedTuple):
+    """One layer-direction's BPTT, as every backend returns it.
+
+    dx : (T, B, I); states : the gradients with respect to the initial states; grads : those
+    of the weights, in the order of :data:`PARAMETERS` (None without bias); algo_used,
+    algo_reason : as in :class:`Forward`.
+    """
+
+    dx: Any
+    states: tuple[Any, ...]
+    grads: tuple[Any, ...]
+    algo_used: str = ""
+    algo_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a cell's description is built from, beyond the cell's name.
+
+    nonlinearity : the vanilla RNN's, one of :data:`NONLINEARITIES` (the gated cells have
+        fixed ones and take only "tanh", the default).
+    """
+
+    nonlinearity: str = "tanh"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell with its options, as every part of the package sees it.
+
+    cell : "rnn", "lstm" or "gru": names the cell functions (``<cell>_forward`` in
+        reference/<cell>.py and cuda/<cell>.py), the kernels (``<cell>_forward_pointwise`` in
+        kernels_cu/<cell>.cu, ``<cell>_forward_persistent``) and messages.
+    title : the public class name (``LSTM``, ``LSTMCell``) and torch.nn's.
+    options : what the spec was built from.
+    gate_names : the gates in PyTorch's row order of W_ih and W_hh; G = their number.
+    states : the recurrent states (h first); a layer's initial ones are named ``h0``, ``c0``.
+    buffers : the cell's own step-loop buffers beyond :data:`COMMON_BUFFERS` and the states'.
+    inputs, outputs, reads, persistent_reads, grads : the cell's groups of :data:`SIGNATURES`
+        (grads: the gradient with respect to the input projection, then the one with respect
+        to the recurrent projection, the same name when they are one array).
+    persistent : whether the cell has persistent kernels.
+    """
+
+    cell: str
+    title: str
+    options: Options
+    gate_names: tuple[str, ...]
+    states: tuple[str, ...]
+    buffers: Mapping[str, Buffer]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    reads: tuple[str, ...]
+    grads: tuple[str, str]
+    persistent_reads: tuple[str, ...] = ()
+    persistent: bool = False
+    _all: dict[str, Buffer] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        own = {s: Buffer(("T+1", "B", "H"), "storage", f"states {s}") for s in self.states}
+        own.update({f"d{s}": Buffer(("B", "H"), "acc", f"d{s}") for s in self.states})
+        self._all.update({**COMMON_BUFFERS, **own, **self.buffers})
+
+    # ------------------------------------------------------------ gates, states, parameters
+    @property
+    def gates(self) -> int:
+        """G: rows of W_ih and W_hh per hidden unit."""
+        return len(self.gate_names)
+
+    @property
+    def initial_state_names(self) -> tuple[str, ...]:
+        """A layer's initial states, as its arguments and messages name them (``h0``, ``c0``)."""
+        return tuple(f"{s}0" for s in self.states)
+
+    @property
+    def keywords(self) -> dict[str, Any]:
+        """The options as keywords of the public classes and of the cell functions."""
+        return {"nonlinearity": self.options.nonlinearity} if self.cell == "rnn" else {}
+
+    def split_forward(self, out: tuple[Any, ...], algo_used: str = "",
+                      algo_reason: str = "") -> Forward:
+        """A ``<cell>_forward``'s return tuple (y, *states, cache) as a :class:`Forward`."""
+        return Forward(out[0], tuple(out[1:-1]), out[-1], algo_used, algo_reason)
+
+    def split_backward(self, out: tuple[Any, ...], algo_used: str = "",
+                       algo_reason: str = "") -> Backward:
+        """A ``<cell>_backward``'s return tuple (dx, *d states, *weight grads) as a
+        :class:`Backward`."""
+        n = len(self.states)
+        return Backward(out[0], tuple(out[1 : n + 1]), tuple(out[n + 1 :]), algo_used,
+                        algo_reason)
+
+    def parameter_shapes(self, input_size: int, hidden_size: int, bias: bool,
+                         suffix: str = "") -> dict[str, tuple[int, ...]]:
+        """Name -> shape of one layer-direction's parameters (names end in ``suffix``), in the
+        order of :data:`PARAMETERS`."""
+        GH = self.gates * hidden_size
+        shapes = {f"weight_ih{suffix}": (GH, input_size), f"weight_hh{suffix}": (GH, hidden_size)}
+        if bias:
+            shapes.update({f"bias_ih{suffix}": (GH,), f"bias_hh{suffix}": (GH,)})
+        return shapes
+
+    def layer_parameter_shapes(self, input_size: int, hidden_size: int, num_layers: int,
+                               num_directions: int, bias: bool) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every parameter of a layer stack, with PyTorch's names."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else num_directions * hidden_size
+            for d in range(num_directions):
+                shapes.update(self.parameter_shapes(in_size, hidden_size, bias,
+                                                    parameter_suffix(layer, d)))
+        return shapes
+
+    # ------------------------------------------------------------ kernels and their buffers
+    @property
+    def bias_in_kernel(self) -> bool:
+        """b_hh goes to the kernels as the (G,) buffer "bh" instead of into Xp (the GRU's
+        reset gate scales b_hn)."""
+        return "bh" in self.inputs
+
+    @property
+    def extra_args(self) -> tuple[int, ...]:
+        """Trailing int arguments of both pointwise kernels (the RNN's nonlinearity code)."""
+        return (NONLINEARITIES.index(self.options.nonlinearity),) if self.cell == "rnn" else ()
+
+    @property
+    def variant(self) -> str:
+        """Names ``extra_args`` in graph keys and launch messages ("" when there are none)."""
+        return self.options.nonlinearity if self.cell == "rnn" else ""
+
+    @property
+    def saved(self) -> tuple[str, ...]:
+        """Forward buffers that backward reads ("h" always: dW_hh = sum_t dG_t^T h_{t-1})."""
+        return tuple(dict.fromkeys(("h",) + self.reads + self.persistent_reads))
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Argument names that are another buffer: dL/d(state)_0 is the dL/d(state) buffer."""
+        return {f"d{s}0": f"d{s}" for s in self.states}
+
+    def kernel_name(self, direction: str, kind: str) -> str:
+        """``<cell>_<direction>_<kind>``, e.g. ``lstm_forward_pointwise``."""
+        return f"{self.cell}_{direction}_{kind}"
+
+    @property
+    def source_file(self) -> str:
+        """The file of the pointwise kernels in kernels_cu/."""
+        return f"{self.cell}.cu"
+
+    @property
+    def pointwise_kernels(self) -> tuple[str, ...]:
+        """The kernels of :attr:`source_file`."""
+        return tuple(self.kernel_name(d, "pointwise") for d in DIRECTIONS)
+
+    def args(self, direction: str, kind: str) -> tuple[str, ...]:
+        """The array arguments of the ``<direction>_<kind>`` kernel, in order.
+
+        Raises
+        ------
+        ValueError
+            For a kernel the cell does not have.
+        """
+        layout = f"{direction}_{kind}"
+        if layout not in SIGNATURES or (kind == "persistent" and not self.persistent):
+            raise ValueError(f"kernel: expected one of {self._kernels()}, got {layout!r}")
+        groups = {
+            INPUTS: self.inputs, STATES: self.states, OUTPUTS: self.outputs,
+            READS: self.reads, PERSISTENT_READS: self.persistent_reads or self.reads,
+            STATE_GRADS: tuple(f"d{s}" for s in self.states),
+            GRADS: tuple(dict.fromkeys(self.grads)),
+            STATE_GRADS_OUT: tuple(self.aliases),
+        }
+        return tuple(n for item in SIGNATURES[layout] for n in groups.get(item, (item,)))
+
+    def _kernels(self) -> tuple[str, ...]:
+        kinds = ("pointwise", "persistent") if self.persistent else ("pointwise",)
+        return tuple(f"{d}_{k}" for k in kinds for d in DIRECTIONS)
+
+    @property
+    def forward_args(self) -> tuple[str, ...]:
+        return self.args("forward", "pointwise")
+
+    @property
+    def backward_args(self) -> tuple[str, ...]:
+        return self.args("backward", "pointwise")
+
+    def buffer(self, name: str) -> Buffer:
+        """The description of buffer ``name`` (an alias names the buffer it is)."""
+        return self._all[self.aliases.get(name, name)]
+
+    def names(self, direction: str) -> tuple[str, ...]:
+        """Every buffer the step loops of ``direction`` touch (aliases resolved)."""
+        kinds = ("pointwise", "persistent") if self.persistent else ("pointwise",)
+        args = [n for k in kinds for n in self.args(direction, k)]
+        args += self.states if direction == "forward" else [f"d{s}" for s in self.states]
+        return tuple(dict.fromkeys(self.aliases.get(n, n) for n in args + ["w_hh"]))
+
+
+def parameter_suffix(layer: int, direction: int) -> str:
+    """``_l{layer}`` and ``_reverse`` for the second direction, as torch.nn names them."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
+def _rnn(options: Options) -> CellSpec:
+    return CellSpec(
+        cell="rnn", title="RNN", options=options, gate_names=("a",), states=("h",),
+        buffers={
+            "act": Buffer(("T", "B", "H"), "storage", "saved activations"),
+            "da": Buffer(("T", "B", "G"), "storage", "pre-activation gradients dA"),
+        },
+        inputs=(), outputs=("act",), reads=("act",), grads=("da", "da"),
+    )
+
+
+def _lstm(options: Options) -> CellSpec:
+    return CellSpec(
+        cell="lstm", title="LSTM", options=options, gate_names=("i", "f", "g", "o"),
+        states=("h", "c"),
+        buffers={
+            "gates": Buffer(("T", "B", "G"), "storage", "saved gates i, f, g, o"),
+            "tanh_c": Buffer(("T", "B", "H"), "storage", "saved tanh(c)"),
+            "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
+        },
+        inputs=(), outputs=("gates", "tanh_c"), reads=("gates", "c", "tanh_c"),
+        grads=("dgates", "dgates"), persistent=True,
+    )
+
+
+def _gru(options: Options) -> CellSpec:
+    return CellSpec(
+        cell="gru", title="GRU", options=options, gate_names=("r", "z", "n"), states=("h",),
+        buffers={
+            "bh": Buffer(("G",), "acc", "b_hh"),
+            "gates": Buffer(("T", "B", "G"), "storage", "saved gates r, z, n"),
+            "hn": Buffer(("T", "B", "H"), "storage", "saved W_hn h + b_hn"),
+            "dxp": Buffer(("T", "B", "G"), "storage", "input-side gradients dXp"),
+            "dhp": Buffer(("T", "B", "G"), "storage", "recurrent gradients dHp"),
+        },
+        inputs=("bh",), outputs=("gates", "hn"), reads=("gates", "hn", "h"),
+        persistent_reads=("h", "gates", "hn"), grads=("dxp", "dhp"), persistent=True,
+    )
+
+
+_DECLARATIONS = {"rnn": _rnn, "lstm": _lstm, "gru": _gru}
+
+
+@functools.lru_cache(maxsize=None)
+def _spec(cell: str, options: Options) -> CellSpec:
+    return _DECLARATIONS[cell](options)
+
+
+def cell_spec(cell: str, **options: Any) -> CellSpec:
+    """The description of ``cell`` ("rnn", "lstm", "gru") with the given :class:`Options`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown cell or an option value the cell does not take.
+    TypeError
+        For an option name that :class:`Options` does not have (as for a keyword argument).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}")
+    unknown = sorted(set(options) - set(Options.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"{cell}: unexpected keyword argument(s) {unknown}")
+    opts = Options(**options)
+    allowed = NONLINEARITIES if cell == "rnn" else ("tanh",)
+    if opts.nonlinearity not in allowed:
+        raise ValueError(f"nonlinearity: expected one of {allowed}, got {opts.nonlinearity!r}")
+    return _spec(cell, opts)
+
+
+def model_cell_spec(name: str) -> CellSpec:
+    """The spec of a model cell name in :data:`MODEL_CELLS` ("rnn-relu": RNN with relu).
+
+    Raises
+    ------
+    ValueError
+        For a name outside :data:`MODEL_CELLS`.
+    """
+    if name not in MODEL_CELLS:
+        raise ValueError(f"cell: expected one of {MODEL_CELLS}, got {name!r}")
+    cell, _, nonlinearity = name.partition("-")
+    return cell_spec(cell, nonlinearity=nonlinearity) if nonlinearity else cell_spec(cell)
+
+
+#: Every cell with its default options.
+SPECS: dict[str, CellSpec] = {cell: cell_spec(cell) for cell in CELLS}
+#: The cells with persistent kernels and their gate count G.
+PERSISTENT_GATES: dict[str, int] = {c: s.gates for c, s in SPECS.items() if s.persistent}
