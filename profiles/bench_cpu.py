@@ -6,8 +6,10 @@ as it runs by default (its fused oneDNN kernel where available) and with oneDNN 
 own step loop of GEMM + pointwise ops, the same algorithm as ours). After a warm-up the three
 are timed round-robin, ``--repeats`` rounds, so that a change in the machine's load hits all of
 them alike; the medians and the median of the per-round ratios (ours / torch; below 1.0 means
-ours is faster) are printed. Both sides run on ``--threads`` threads (torch.set_num_threads and
-the BLAS thread variables, set before NumPy loads).
+ours is faster) are printed, once in wall time and once in the process's CPU time (with one
+thread, the CPU time is what a shared, loaded machine distorts least). Both sides run on
+``--threads`` threads (torch.set_num_threads and the BLAS thread variables, set before NumPy
+loads).
 
     python profiles/bench_cpu.py [--cells lstm gru rnn] [--shapes 100,64,2,64 100,32,128,256]
                                  [--repeats 30] [--threads 1] [--json FILE]
@@ -33,16 +35,17 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return values
 
 
-def _round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict:
+def _round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int,
+                 clock: Callable[[], float]) -> dict[str, list[float]]:
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append((clock() - start) * 1e3)
     return times
 
 
@@ -92,19 +95,22 @@ def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup:
     row: dict = {"cell": cell, "T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
     for label, ours_fn, torch_fn in (("fwd", lambda: ours(x), fwd_torch),
                                      ("fwd_bwd", fwd_bwd_ours, fwd_bwd_torch)):
-        times = _round_robin({"ours": ours_fn, "torch": torch_fn,
-                              "torch_no_onednn": no_onednn(torch_fn)}, repeats, warmup)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
-        ratio = statistics.median(o / t for o, t in zip(times["ours"], times["torch"]))
-        ratio_loop = statistics.median(
-            o / t for o, t in zip(times["ours"], times["torch_no_onednn"]))
-        row[label] = {"ours_ms": round(med["ours"], 3), "torch_ms": round(med["torch"], 3),
-                      "ratio": round(ratio, 3),
-                      "torch_no_onednn_ms": round(med["torch_no_onednn"], 3),
-                      "ratio_no_onednn": round(ratio_loop, 3)}
-        print(f"{cell:4s} T={T} B={B} I={I} H={H} {label:8s} ours {med['ours']:7.2f} ms  "
-              f"torch {med['torch']:7.2f} ms (ratio {ratio:4.2f})  torch without oneDNN "
-              f"{med['torch_no_onednn']:7.2f} ms (ratio {ratio_loop:4.2f})", flush=True)
+        fns = {"ours": ours_fn, "torch": torch_fn, "torch_no_onednn": no_onednn(torch_fn)}
+        row[label] = {}
+        for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            times = _round_robin(fns, repeats, warmup, clock)
+            med = {name: statistics.median(ts) for name, ts in times.items()}
+            ratio = statistics.median(o / t for o, t in zip(times["ours"], times["torch"]))
+            ratio_loop = statistics.median(
+                o / t for o, t in zip(times["ours"], times["torch_no_onednn"]))
+            row[label][clock_name] = {
+                "ours_ms": round(med["ours"], 3), "torch_ms": round(med["torch"], 3),
+                "ratio": round(ratio, 3), "torch_no_onednn_ms": round(med["torch_no_onednn"], 3),
+                "ratio_no_onednn": round(ratio_loop, 3)}
+            print(f"{cell:4s} T={T} B={B} I={I} H={H} {label:8s} {clock_name:4s} ours "
+                  f"{med['ours']:7.2f} ms  torch {med['torch']:7.2f} ms (ratio {ratio:4.2f})  "
+                  f"torch without oneDNN {med['torch_no_onednn']:7.2f} ms "
+                  f"(ratio {ratio_loop:4.2f})", flush=True)
     return row
 
 
