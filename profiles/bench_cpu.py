@@ -1,12 +1,18 @@
-"""Forward+backward of the NumPy LSTM against torch.nn.LSTM on the CPU, in one process.
+"""Forward and forward+backward of the NumPy cells against torch.nn.* on the CPU, in one process.
 
-Default shape: T=100, B=32, I=128, H=256, float32. Both sides get the same weights, input and
-output gradient; each is warmed up, then timed ``--repeats`` times, and the medians and their
-ratio (ours / torch; below 1.0 means we are faster) are printed. torch is timed twice: as it
-runs by default (its fused oneDNN LSTM kernel where available) and with oneDNN turned off (its
-own step loop of GEMM + pointwise ops, the same algorithm as ours).
+Default: LSTM at the main job's shape (T=100, B=64, I=2, H=64) and at T=100, B=32, I=128,
+H=256, float32. Both sides get the same weights, input and output gradient. torch runs twice:
+as it runs by default (its fused oneDNN kernel where available) and with oneDNN turned off (its
+own step loop of GEMM + pointwise ops, the same algorithm as ours). After a warm-up the three
+are timed round-robin, ``--repeats`` rounds, so that a change in the machine's load hits all of
+them alike; the medians and the median of the per-round ratios (ours / torch; below 1.0 means
+ours is faster) are printed, once in wall time and once in the process's CPU time (with one
+thread, the CPU time is what a shared, loaded machine distorts least). Both sides run on
+``--threads`` threads (torch.set_num_threads and the BLAS thread variables, set before NumPy
+loads).
 
-    python profiles/bench_cpu.py [--T 100 --B 32 --I 128 --H 256 --repeats 15]
+    python profiles/bench_cpu.py [--cells lstm gru rnn] [--shapes 100,64,2,64 100,32,128,256]
+                                 [--repeats 30] [--threads 1] [--json FILE]
 """
 from __future__ import annotations
 
@@ -15,81 +21,133 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
+from typing import Callable
 
-import numpy as np
-
-import cuda_rnn as cr
+TORCH_MODULES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
 
-def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
+def _shape(text: str) -> tuple[int, int, int, int]:
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != 4 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected T,B,I,H (positive integers), got {text!r}")
+    return values
+
+
+def _round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int,
+                 clock: Callable[[], float]) -> dict[str, list[float]]:
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            times[name].append((clock() - start) * 1e3)
+    return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--T", type=int, default=100)
-    parser.add_argument("--B", type=int, default=32)
-    parser.add_argument("--I", type=int, default=128)
-    parser.add_argument("--H", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--json", help="also write the result row to this file")
-    args = parser.parse_args()
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup: int) -> dict:
+    """Time one cell at one shape; return its result row."""
+    import numpy as np
     import torch
 
+    import cuda_rnn as cr
+
+    T, B, I, H = shape
     rng = np.random.default_rng(0)
-    ours = cr.LSTM(args.I, args.H, dtype="float32", device="cpu", seed=0)
-    theirs = torch.nn.LSTM(args.I, args.H)
+    torch.manual_seed(0)
+    theirs = getattr(torch.nn, TORCH_MODULES[cell])(I, H)
+    ours = getattr(cr, TORCH_MODULES[cell])(I, H, dtype="float32", device="cpu", seed=0)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
-    x = rng.standard_normal((args.T, args.B, args.I)).astype(np.float32)
-    dy = rng.standard_normal((args.T, args.B, args.H)).astype(np.float32)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
     xt, dyt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
-
-    def step_ours() -> None:
-        ours(x)
-        ours.backward(dy)
-
-    def step_torch() -> None:
-        y, _ = theirs(xt)
-        y.backward(dyt)
-
-    def fwd_ours() -> None:
-        ours(x)
 
     def fwd_torch() -> None:
         with torch.no_grad():
             theirs(xt)
 
-    row = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "T": args.T, "B": args.B, "I": args.I, "H": args.H, "dtype": "float32",
+    def fwd_bwd_torch() -> None:
+        y, _ = theirs(xt)
+        y.backward(dyt)
+
+    def no_onednn(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            with torch.backends.mkldnn.flags(enabled=False):
+                fn()
+        return run
+
+    def fwd_bwd_ours() -> None:
+        ours(x)
+        ours.backward(dy)
+
+    row: dict = {"cell": cell, "T": T, "B": B, "I": I, "H": H, "dtype": "float32"}
+    for label, ours_fn, torch_fn in (("fwd", lambda: ours(x), fwd_torch),
+                                     ("fwd_bwd", fwd_bwd_ours, fwd_bwd_torch)):
+        fns = {"ours": ours_fn, "torch": torch_fn, "torch_no_onednn": no_onednn(torch_fn)}
+        row[label] = {}
+        for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            times = _round_robin(fns, repeats, warmup, clock)
+            med = {name: statistics.median(ts) for name, ts in times.items()}
+            ratio = statistics.median(o / t for o, t in zip(times["ours"], times["torch"]))
+            ratio_loop = statistics.median(
+                o / t for o, t in zip(times["ours"], times["torch_no_onednn"]))
+            row[label][clock_name] = {
+                "ours_ms": round(med["ours"], 3), "torch_ms": round(med["torch"], 3),
+                "ratio": round(ratio, 3), "torch_no_onednn_ms": round(med["torch_no_onednn"], 3),
+                "ratio_no_onednn": round(ratio_loop, 3)}
+            print(f"{cell:4s} T={T} B={B} I={I} H={H} {label:8s} {clock_name:4s} ours "
+                  f"{med['ours']:7.2f} ms  torch {med['torch']:7.2f} ms (ratio {ratio:4.2f})  "
+                  f"torch without oneDNN {med['torch_no_onednn']:7.2f} ms "
+                  f"(ratio {ratio_loop:4.2f})", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", nargs="+", choices=sorted(TORCH_MODULES), default=["lstm"])
+    parser.add_argument("--shapes", nargs="+", type=_shape,
+                        default=[(100, 64, 2, 64), (100, 32, 128, 256)], metavar="T,B,I,H")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="also write the result rows to this file")
+    args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    rows = [bench_one(cell, shape, args.repeats, args.warmup)
+            for cell in args.cells for shape in args.shapes]
+    result = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "node": platform.node()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
+        "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "numpy": np.__version__, "torch": torch.__version__,
-        "torch_onednn": torch.backends.mkldnn.is_available(), "date": time.strftime("%Y-%m-%d"),
+        "torch_onednn": torch.backends.mkldnn.is_available(), "rows": rows,
     }
-    for label, ours_fn, torch_fn in (("fwd", fwd_ours, fwd_torch), ("fwd_bwd", step_ours, step_torch)):
-        ours_ms = _median_ms(ours_fn, args.repeats)
-        torch_ms = _median_ms(torch_fn, args.repeats)
-        with torch.backends.mkldnn.flags(enabled=False):
-            loop_ms = _median_ms(torch_fn, args.repeats)
-        row[label] = {"ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
-                      "ratio": round(ours_ms / torch_ms, 3),
-                      "torch_no_onednn_ms": round(loop_ms, 3),
-                      "ratio_no_onednn": round(ours_ms / loop_ms, 3)}
-        print(f"{label:8s} ours {ours_ms:8.2f} ms   torch {torch_ms:8.2f} ms (ratio "
-              f"{ours_ms / torch_ms:5.2f})   torch without oneDNN {loop_ms:8.2f} ms (ratio "
-              f"{ours_ms / loop_ms:5.2f})")
+    print(f"load average before {result['load_average_before']}, "
+          f"after {result['load_average_after']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(row, f, indent=2)
+            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

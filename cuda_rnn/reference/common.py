@@ -13,11 +13,11 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def step_mask(lengths: np.ndarray | None, t: int, dtype: np.dtype) -> np.ndarray | None:
-    """(B, 1) column that is 1 where step t lies inside the sequence, 0 past its end."""
+def step_masks(lengths: np.ndarray | None, T: int, dtype: np.dtype) -> np.ndarray | None:
+    """(T, B, 1) masks, 1 where step t lies inside sequence b, 0 past its end (None: no lengths)."""
     if lengths is None:
         return None
-    return (t < lengths).astype(dtype)[:, None]
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
 
 
 def input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

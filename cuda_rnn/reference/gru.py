@@ -7,8 +7,19 @@ Gates in PyTorch order r, z, n, each a block of H columns:
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
     h_t = (1 - z) * n + z * h_{t-1}
 
+Backward, from dh_t (the loss's gradient with respect to h_t through step t+1; dh_n at
+t = T-1), with hn = W_hn h_{t-1} + b_hn:
+
+    dh = dh_t + dy_t
+    da_n = dh * (1 - z) * (1 - n^2)
+    da_z = dh * (h_{t-1} - n) * z (1 - z)
+    da_r = da_n * hn * r (1 - r)
+    dh_{t-1} = dHp W_hh + dh * z
+
 Because r multiplies the recurrent part of n only, the gradients with respect to the input
-projection (dXp) and to the recurrent projection (dHp) differ in their n block: dHp_n = r * dXp_n.
+projection (dXp = [da_r, da_z, da_n]) and to the recurrent projection (dHp) differ in their n
+block: dHp_n = r * da_n. The factors after dh are local derivatives of step t; they do not depend
+on the recursion, so backward computes them for all steps at once and the loop multiplies dh in.
 With ``lengths``, a sequence past its end keeps its state and outputs zeros.
 """
 from __future__ import annotations
@@ -17,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import input_projection, sigmoid, step_mask
+from .common import add_bias, input_projection, step_masks
 
 
 class GRUCache(NamedTuple):
@@ -31,6 +42,12 @@ class GRUCache(NamedTuple):
     w_hh: np.ndarray
     lengths: np.ndarray | None
     has_bias: bool
+
+
+def _gate_blocks(gates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views r, z, n of (..., 3H) gate columns, each (..., H)."""
+    r, z, n = np.split(gates, 3, axis=-1)
+    return r, z, n
 
 
 def gru_forward(
@@ -60,33 +77,50 @@ def gru_forward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
-    xp = input_projection(x, w_ih, b_ih)
+    # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: the rows of r and z are halved in the weights and
+    # biases (exact in floating point). b_hr and b_hz join the input projection; b_hn stays in
+    # hn, which r multiplies.
+    scale = np.full(3 * H, 0.5, dtype)
+    scale[2 * H :] = 1.0
+    b_hrz = None if b_hh is None else np.concatenate([b_hh[: 2 * H], np.zeros(H, dtype)])
+    bias = add_bias(b_ih, b_hrz)
+    b_hn = None if b_hh is None else b_hh[2 * H :]
+    xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
+    w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
     h = np.empty((T + 1, B, H), dtype)
     gates = np.empty((T, B, 3 * H), dtype)
     hn = np.empty((T, B, H), dtype)
     h[0] = h0
-    w_hh_t = w_hh.T
     hp = np.empty((B, 3 * H), dtype)
-    y = np.zeros((T, B, H), dtype) if lengths is not None else h[1:]
+    hp_rz, hp_n = hp[:, : 2 * H], hp[:, 2 * H :]
+    xp_rz, xp_n = xp[:, :, : 2 * H], xp[:, :, 2 * H :]
+    rz = gates[:, :, : 2 * H]
+    r, z, n = _gate_blocks(gates)
+    masks = step_masks(lengths, T, dtype)
+    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
     for t in range(T):
-        np.matmul(h[t], w_hh_t, out=hp)
-        if b_hh is not None:
-            hp += b_hh
-        a = gates[t]
-        np.add(xp[t, :, : 2 * H], hp[:, : 2 * H], out=a[:, : 2 * H])
-        sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        hn[t] = hp[:, 2 * H :]
-        np.multiply(r, hn[t], out=n)
-        n += xp[t, :, 2 * H :]
-        np.tanh(n, out=n)
-        h_new = n + z * (h[t] - n)
-        m = step_mask(lengths, t, dtype)
-        if m is None:
-            h[t + 1] = h_new
+        np.matmul(h[t], w_hh_t, hp)
+        np.add(hp_rz, xp_rz[t], rz[t])
+        np.tanh(rz[t], rz[t])
+        rz[t] *= 0.5
+        rz[t] += 0.5
+        if b_hn is None:
+            hn[t] = hp_n
         else:
-            y[t] = h_new * m
-            h[t + 1] = h[t] + m * (h_new - h[t])
+            np.add(hp_n, b_hn, hn[t])
+        np.multiply(r[t], hn[t], n[t])
+        n[t] += xp_n[t]
+        np.tanh(n[t], n[t])
+        h_new = h[t + 1]
+        np.subtract(h[t], n[t], h_new)
+        h_new *= z[t]
+        h_new += n[t]
+        if masks is not None:
+            m = masks[t]
+            np.multiply(h_new, m, y[t])
+            h_new -= h[t]
+            h_new *= m
+            h_new += h[t]
     cache = GRUCache(x, h, gates, hn, w_ih, w_hh, lengths, b_ih is not None)
     return y, h[T].copy(), cache
 
@@ -105,27 +139,34 @@ def gru_backward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    r, z, n = _gate_blocks(gates)
+    # The local derivatives of every step, stored where dXp and dHp go: the loop multiplies dh in.
     dxp = np.empty_like(gates)  # gradient w.r.t. x W_ih^T + b_ih
-    dhp = np.empty_like(gates)  # gradient w.r.t. h W_hh^T + b_hh
-    dh = dh_n.astype(dtype, copy=True)
+    dxp_r, dxp_z, dxp_n = _gate_blocks(dxp)
+    np.multiply(1 - z, 1 - n * n, dxp_n)
+    np.multiply(h[:-1] - n, z * (1 - z), dxp_z)
+    np.multiply(dxp_n, hn * r * (1 - r), dxp_r)
+    dhp = dxp.copy()  # gradient w.r.t. h W_hh^T + b_hh
+    dhp[:, :, 2 * H :] *= r
+    dxp_steps, dhp_steps = dxp.reshape(T, B, 3, H), dhp.reshape(T, B, 3, H)
+    masks = step_masks(lengths, T, dtype)
+    dh = np.empty((B, H), dtype)
+    dh_each_block = dh[:, None]
+    dh_z = np.empty((B, H), dtype)
+    dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        a = gates[t]
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        m = step_mask(lengths, t, dtype)
-        dh_new = dh + dy[t]
-        if m is not None:
-            dh_new *= m
-            dh_keep = dh * (1 - m)
-        dr, dz, dn = (dxp[t, :, k * H : (k + 1) * H] for k in range(3))
-        np.multiply(dh_new * (1 - z), 1 - n * n, out=dn)
-        np.multiply(dh_new * (h[t] - n), z * (1 - z), out=dz)
-        np.multiply(dn * hn[t], r * (1 - r), out=dr)
-        dhp[t, :, : 2 * H] = dxp[t, :, : 2 * H]
-        np.multiply(dn, r, out=dhp[t, :, 2 * H :])
-        dh = dhp[t] @ w_hh
-        dh += dh_new * z
-        if m is not None:
-            dh += dh_keep
+        np.add(dh_t, dy[t], dh)
+        if masks is not None:
+            m = masks[t]
+            dh *= m
+            dh_keep = dh_t * (1 - m)
+        dxp_steps[t] *= dh_each_block
+        dhp_steps[t] *= dh_each_block
+        np.matmul(dhp[t], w_hh, dh_t)
+        np.multiply(dh, z[t], dh_z)
+        dh_t += dh_z
+        if masks is not None:
+            dh_t += dh_keep
     flat_x = dxp.reshape(T * B, -1)
     flat_h = dhp.reshape(T * B, -1)
     dw_ih = flat_x.T @ x.reshape(T * B, -1)
@@ -133,4 +174,4 @@ def gru_backward(
     dx = (flat_x @ w_ih).reshape(T, B, -1)
     db_ih = flat_x.sum(axis=0) if has_bias else None
     db_hh = flat_h.sum(axis=0) if has_bias else None
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh_t, dw_ih, dw_hh, db_ih, db_hh

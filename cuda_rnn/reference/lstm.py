@@ -6,6 +6,17 @@ Gates in PyTorch order i, f, g, o, each a block of H columns of the (B, 4H) pre-
     a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
     c_t = f * c_{t-1} + i * g          h_t = o * tanh(c_t)
 
+Backward, from dh_t and dc_t (the loss's gradients with respect to h_t and c_t through step
+t+1; dh_n and dc_n at t = T-1):
+
+    dh = dh_t + dy_t                   dc = dc_t + dh * o * (1 - tanh(c_t)^2)
+    da_i = dc * g * i (1 - i)          da_f = dc * c_{t-1} * f (1 - f)
+    da_g = dc * i * (1 - g^2)          da_o = dh * tanh(c_t) * o (1 - o)
+    dc_{t-1} = dc * f                  dh_{t-1} = da W_hh
+
+The factors after dc and dh_t are local derivatives of step t; they do not depend on the
+recursion, so backward computes them for all steps at once and the loop multiplies them in.
+
 With ``lengths``, a sequence past its end keeps its state (h_t = h_{t-1}, c_t = c_{t-1}) and
 outputs zeros, so gradients flow only through valid steps (PackedSequence semantics).
 """
@@ -15,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, step_mask, weight_gradients
+from .common import add_bias, input_projection, step_masks, weight_gradients
 
 
 class LSTMCache(NamedTuple):
@@ -30,6 +41,12 @@ class LSTMCache(NamedTuple):
     w_hh: np.ndarray
     lengths: np.ndarray | None
     has_bias: bool
+
+
+def _gate_blocks(gates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Views i, f, g, o of (..., 4H) gate columns, each (..., H)."""
+    i, f, g, o = np.split(gates, 4, axis=-1)
+    return i, f, g, o
 
 
 def lstm_forward(
@@ -61,9 +78,12 @@ def lstm_forward(
     H = w_hh.shape[1]
     dtype = x.dtype
     # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: halving the rows of the sigmoid gates (i, f, o) in
-    # the weights and bias (exact in floating point) lets one tanh cover all four gates.
+    # the weights and bias (exact in floating point) lets one tanh cover all four gates; then
+    # a * scale + shift per column turns tanh into sigmoid on i, f, o and leaves g as it is.
     scale = np.full(4 * H, 0.5, dtype)
     scale[2 * H : 3 * H] = 1.0
+    shift = np.full(4 * H, 0.5, dtype)
+    shift[2 * H : 3 * H] = 0.0
     bias = add_bias(b_ih, b_hh)
     xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
     w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
@@ -73,25 +93,25 @@ def lstm_forward(
     tanh_c = np.empty((T, B, H), dtype)
     ig = np.empty((B, H), dtype)
     h[0], c[0] = h0, c0
-    y = np.zeros((T, B, H), dtype) if lengths is not None else h[1:]
+    masks = step_masks(lengths, T, dtype)
+    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
+    i, f, g, o = _gate_blocks(gates)
     for t in range(T):
         a = gates[t]
-        np.matmul(h[t], w_hh_t, out=a)
+        np.matmul(h[t], w_hh_t, a)
         a += xp[t]
-        np.tanh(a, out=a)
-        for sig in (a[:, : 2 * H], a[:, 3 * H :]):
-            sig *= 0.5
-            sig += 0.5
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        np.tanh(a, a)
+        a *= scale
+        a += shift
         c_new, h_new = c[t + 1], h[t + 1]
-        np.multiply(f, c[t], out=c_new)
-        np.multiply(i, g, out=ig)
+        np.multiply(f[t], c[t], c_new)
+        np.multiply(i[t], g[t], ig)
         c_new += ig
-        np.tanh(c_new, out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=h_new)
-        m = step_mask(lengths, t, dtype)
-        if m is not None:
-            y[t] = h_new * m
+        np.tanh(c_new, tanh_c[t])
+        np.multiply(o[t], tanh_c[t], h_new)
+        if masks is not None:
+            m = masks[t]
+            np.multiply(h_new, m, y[t])
             c_new -= c[t]
             c_new *= m
             c_new += c[t]
@@ -123,35 +143,42 @@ def lstm_backward(
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
+    i, f, g, o = _gate_blocks(gates)
+    # The local derivatives of every step, stored where da goes: the loop scales the blocks
+    # i, f, g by dc and the block o by dh.
     dgates = np.empty_like(gates)
-    dh = dh_n.astype(dtype, copy=True)
-    dc = dc_n.astype(dtype, copy=True)
+    di, df, dg, do = _gate_blocks(dgates)
+    np.multiply(g, i * (1 - i), di)
+    np.multiply(c[:-1], f * (1 - f), df)
+    np.multiply(i, 1 - g * g, dg)
+    np.multiply(tanh_c, o * (1 - o), do)
+    dh_dc = o * (1 - tanh_c * tanh_c)
+    di_df_dg = dgates.reshape(T, B, 4, H)[:, :, :3]
+    masks = step_masks(lengths, T, dtype)
+    dh = np.empty((B, H), dtype)
+    dc = np.empty((B, H), dtype)
+    dc_each_block = dc[:, None]
+    dh_t = dh_n.astype(dtype, copy=True)
+    dc_t = dc_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        a = gates[t]
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        m = step_mask(lengths, t, dtype)
-        dh_new = dh + dy[t]
-        dc_new = dc
-        if m is not None:
+        np.add(dh_t, dy[t], dh)
+        if masks is not None:
             # Past a sequence's end the state was copied through: pass its gradient back as is.
-            dh_new *= m
-            dc_new = dc * m
-            dh_keep, dc_keep = dh * (1 - m), dc * (1 - m)
-        tc = tanh_c[t]
-        dc_new = dc_new + dh_new * o * (1 - tc * tc)
-        dgt = dgates[t]
-        di, df, dg, do = (dgt[:, k * H : (k + 1) * H] for k in range(4))
-        np.multiply(dc_new, g * i * (1 - i), out=di)
-        np.multiply(dc_new, c[t] * f * (1 - f), out=df)
-        np.multiply(dc_new, i * (1 - g * g), out=dg)
-        np.multiply(dh_new, tc * o * (1 - o), out=do)
-        dc = dc_new * f
-        dh = dgt @ w_hh
-        if m is not None:
-            dh += dh_keep
-            dc += dc_keep
+            m = masks[t]
+            dh *= m
+            dh_keep, dc_keep = dh_t * (1 - m), dc_t * (1 - m)
+            dc_t *= m
+        np.multiply(dh, dh_dc[t], dc)
+        dc += dc_t
+        di_df_dg[t] *= dc_each_block
+        do[t] *= dh
+        np.multiply(dc, f[t], dc_t)
+        np.matmul(dgates[t], w_hh, dh_t)
+        if masks is not None:
+            dh_t += dh_keep
+            dc_t += dc_keep
     dw_ih, dw_hh, db = weight_gradients(dgates, x, h[:-1])
     dx = (dgates.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
-    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh_t, dc_t, dw_ih, dw_hh, db_ih, db_hh

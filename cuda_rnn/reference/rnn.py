@@ -2,9 +2,15 @@
 
     h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),   act in {tanh, relu, sigmoid}
 
+Backward, from dh_t (the loss's gradient with respect to h_t through step t+1; dh_n at
+t = T-1):
+
+    dh = dh_t + dy_t        da = dh * act'(a_t)        dh_{t-1} = da W_hh
+
 The derivative of each activation is computed from its output: tanh' = 1 - h^2,
-relu' = [h > 0], sigmoid' = h (1 - h). With ``lengths``, a sequence past its end keeps its
-state and outputs zeros.
+relu' = [h > 0], sigmoid' = h (1 - h); it does not depend on the recursion, so backward computes
+it for all steps at once. With ``lengths``, a sequence past its end keeps its state and outputs
+zeros.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, sigmoid, step_mask, weight_gradients
+from .common import add_bias, input_projection, sigmoid, step_masks, weight_gradients
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 
@@ -78,21 +84,23 @@ def rnn_forward(
     dtype = x.dtype
     xp = input_projection(x, w_ih, add_bias(b_ih, b_hh))
     h = np.empty((T + 1, B, H), dtype)
-    act = np.empty((T, B, H), dtype)
     h[0] = h0
+    masks = step_masks(lengths, T, dtype)
+    # Without lengths every new state is kept as computed, so act is h_1 .. h_T itself.
+    act = np.empty((T, B, H), dtype) if masks is not None else h[1:]
+    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
     w_hh_t = w_hh.T
-    y = np.zeros((T, B, H), dtype) if lengths is not None else h[1:]
     for t in range(T):
         a = act[t]
-        np.matmul(h[t], w_hh_t, out=a)
+        np.matmul(h[t], w_hh_t, a)
         a += xp[t]
         _activate(a, nonlinearity)
-        m = step_mask(lengths, t, dtype)
-        if m is None:
-            h[t + 1] = a
-        else:
-            y[t] = a * m
-            h[t + 1] = h[t] + m * (a - h[t])
+        if masks is not None:
+            m = masks[t]
+            np.multiply(a, m, y[t])
+            np.subtract(a, h[t], h[t + 1])
+            h[t + 1] *= m
+            h[t + 1] += h[t]
     cache = RNNCache(x, h, act, w_ih, w_hh, lengths, b_ih is not None, nonlinearity)
     return y, h[T].copy(), cache
 
@@ -110,20 +118,22 @@ def rnn_backward(
     x, h, act, w_ih, w_hh, lengths, has_bias, nonlinearity = cache
     T, B, _ = x.shape
     dtype = x.dtype
-    da = np.empty_like(act)
-    dh = dh_n.astype(dtype, copy=True)
+    da = _derivative(act, nonlinearity)  # the loop multiplies dh in
+    masks = step_masks(lengths, T, dtype)
+    dh = np.empty(dh_n.shape, dtype)
+    dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        m = step_mask(lengths, t, dtype)
-        dh_new = dh + dy[t]
-        if m is not None:
-            dh_new *= m
-            dh_keep = dh * (1 - m)
-        np.multiply(dh_new, _derivative(act[t], nonlinearity), out=da[t])
-        dh = da[t] @ w_hh
-        if m is not None:
-            dh += dh_keep
+        np.add(dh_t, dy[t], dh)
+        if masks is not None:
+            m = masks[t]
+            dh *= m
+            dh_keep = dh_t * (1 - m)
+        da[t] *= dh
+        np.matmul(da[t], w_hh, dh_t)
+        if masks is not None:
+            dh_t += dh_keep
     dw_ih, dw_hh, db = weight_gradients(da, x, h[:-1])
     dx = (da.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh_t, dw_ih, dw_hh, db_ih, db_hh
