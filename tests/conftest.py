@@ -4,11 +4,13 @@ GPU tests (marked `gpu`) run only where CuPy sees a GPU, or on the CPU device si
 ``pytest --cuda-sim -m gpu`` (tests/cudasim: the real kernels compiled by the host C++
 compiler, CuPy and cuBLAS modelled in NumPy). Under the simulator only `gpu` tests are
 collected, and those also marked `hardware` (torch CUDA tensors) are skipped: they need the
-real GPU. Tests marked `simulator` check the simulator
-itself and run only under --cuda-sim.
+real GPU. Tests marked `simulator` check the simulator itself and run only under --cuda-sim.
+Tests marked `realcupy` need the real CuPy package (no GPU): never run under --cuda-sim,
+skipped where it is not installed.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 import zlib
 from pathlib import Path
@@ -17,6 +19,8 @@ import numpy as np
 import pytest
 
 SIMULATOR = Path(__file__).resolve().parent / "cudasim"
+#: The top-level packages the simulator stands in for (real ones may be installed too).
+SIMULATED = ("cupy", "cupy_backends", "nvmath")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,9 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--cuda-sim"):
-        if "cupy" in sys.modules:
-            raise pytest.UsageError("--cuda-sim: CuPy was imported before the simulator could "
-                                    "take its place")
+        early = [name for name in SIMULATED if name in sys.modules]
+        if early:
+            raise pytest.UsageError(f"--cuda-sim: {early} imported before the simulator could "
+                                    f"take their place")
         sys.path.insert(0, str(SIMULATOR))
 
 
@@ -48,9 +53,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_sim = pytest.mark.skip(reason="checks of the CPU simulator itself: run with --cuda-sim")
     skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU and CuPy "
                                        "(pip install 'cuda_rnn[cuda13]')")
+    skip_real = pytest.mark.skip(reason="needs the real CuPy package, no GPU "
+                                        "(pip install 'cuda_rnn[test]')")
+    real_cupy = importlib.util.find_spec("cupy") is not None
     for item in items:
         if "simulator" in item.keywords:
             item.add_marker(skip_sim)
+        elif "realcupy" in item.keywords and not real_cupy:
+            item.add_marker(skip_real)
         elif "gpu" in item.keywords and not cuda_available():
             item.add_marker(skip_gpu)
 
