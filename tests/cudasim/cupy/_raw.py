@@ -3,7 +3,7 @@
 The module's source (exactly what cuda_rnn hands to NVRTC) is compiled against
 tests/cudasim/include/cuda_sim.h together with one ``extern "C"`` entry point per name
 expression, into a shared library cached under the system temp directory by a hash of
-everything that goes into it (:func:`build_library`, also used for the simulated libcublas).
+everything that goes into it (:func:`build_library`).
 A launch checks each argument against the kernel's parameter types (read once from the
 library), then passes CUDA-style ``void** params`` to the entry point, which runs the grid.
 
