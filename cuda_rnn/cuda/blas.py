@@ -36,11 +36,9 @@ _COMPUTE_32F, _COMPUTE_64F = 68, 70
 _GEMM_DEFAULT = -1
 #: cuBLAS's recommended workspace on Hopper (32 MiB; 4 MiB suffices on earlier GPUs).
 WORKSPACE_BYTES = 32 << 20
-_INSTALL_HINT = "pip install 'cuda_rnn[cuda13]' (or 'cuda_rnn[cuda12]')"
-
-
 #: libraryPropertyType MAJOR_VERSION, for cublasGetProperty.
 _MAJOR_VERSION = 0
+_INSTALL_HINT = "pip install 'cuda_rnn[cuda13]' (or 'cuda_rnn[cuda12]')"
 
 
 @functools.lru_cache(maxsize=1)
