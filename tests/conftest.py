@@ -5,8 +5,9 @@ GPU tests (marked `gpu`) run only where CuPy sees a GPU, or on the CPU device si
 compiler, CuPy and cuBLAS modelled in NumPy). Under the simulator only `gpu` tests are
 collected, and those also marked `hardware` (torch CUDA tensors) are skipped: they need the
 real GPU. Tests marked `simulator` check the simulator itself and run only under --cuda-sim.
-Tests marked `realcupy` need the real CuPy package (no GPU): never run under --cuda-sim,
-skipped where it is not installed.
+Tests marked `realcupy` need the real CuPy package (no GPU): skipped where it is not
+installed, and their files (tests/test_realcupy_*.py, which import CuPy at collection) are not
+even collected under --cuda-sim, where `import cupy` finds the simulator.
 """
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--cuda-sim: {early} imported before the simulator could "
                                     f"take their place")
         sys.path.insert(0, str(SIMULATOR))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.getoption("--cuda-sim") and collection_path.name.startswith("test_realcupy"):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
