@@ -58,10 +58,12 @@ SCANNED: dict[str, Use] = {
     "cupy.cuda.runtime.CUDARuntimeError": ATTRIBUTE,
     "cupy.cuda.runtime.getDeviceCount": Use(0),
     "cupy.cuda.runtime.getDeviceProperties": Use(1),
+    "cupy.cuda.runtime.memGetInfo": Use(0),
     "cupy.empty": Use(2),
     "cupy.float32": ATTRIBUTE,
     "cupy.from_dlpack": Use(1),
     "cupy.full": Use(2, ("dtype",)),
+    "cupy.get_default_memory_pool": Use(0),
     "cupy.int32": ATTRIBUTE,
     "cupy.ones": Use(2),
     "cupy.uint16": ATTRIBUTE,
@@ -101,6 +103,7 @@ RETURNED: dict[str, Use] = {
     "cupy.cuda.Graph.launch": Use(0, ("stream",), instance=True),
     "cupy.ndarray.data": Use(None, instance=True),
     "cupy.ndarray.get": Use(0, instance=True),
+    "cupy.cuda.MemoryPool.free_bytes": Use(0, instance=True),
 }
 
 API: dict[str, Use] = {**SCANNED, **RETURNED}

@@ -244,6 +244,7 @@ def _simulated(name: str) -> object:
         "cupy.cuda.Device": cupy.cuda.Device,
         "cupy.cuda.function.Function": lambda: _simulated("cupy.RawKernel.kernel"),
         "cupy.ndarray": lambda: cupy.zeros(1),
+        "cupy.cuda.MemoryPool": cupy.get_default_memory_pool,
     }
     holder = instances[owner]() if owner in instances else resolve(owner, modules)
     return getattr(holder, attribute)
