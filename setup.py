@@ -5,6 +5,19 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 
+
+def cuda_extra(major: str) -> list[str]:
+    """What the CUDA path needs for CUDA ``major``.
+
+    CuPy 14.2's [ctk] extra brings NVRTC, the CUDA headers and libcublas as wheels; nvmath-python
+    calls cuBLAS (it loads the same libcublas as CuPy, through cuda-pathfinder; its own cu12/cu13
+    extras would add cuDSS, cuTENSOR and cuFile, which cuda_rnn does not use). CuPy enables
+    bfloat16 (as ml_dtypes.bfloat16) only with NumPy >= 2.1.2.
+    """
+    return [f"cupy-cuda{major}x[ctk]>=14.2,<15", "nvmath-python>=1.0,<2", "ml-dtypes>=0.5",
+            "numpy>=2.1.2"]
+
+
 setup(
     name="cuda_rnn",
     version="0.1.0",
@@ -19,20 +32,12 @@ setup(
     package_data={"cuda_rnn.kernels_cu": ["*.cu", "*.cuh"]},
     install_requires=["numpy>=1.24", "nvtx>=0.2"],
     extras_require={
-        # CuPy 14 loads cuBLAS and NVRTC from the CUDA Toolkit wheels of its [ctk] extra, and
-        # keeps bfloat16 as ml_dtypes.bfloat16 (which DLPack exchange with torch needs).
-        "cuda12": ["cupy-cuda12x[ctk]>=14", "ml-dtypes>=0.5"],
-        "cuda13": ["cupy-cuda13x[ctk]>=14", "ml-dtypes>=0.5"],
-        "test": [
-            "pytest>=7",
-            "hypothesis>=6",
-            "torch>=2.4",
-            # NVRTC and the CUDA headers, to compile every kernel on a machine with no GPU
-            "cuda-bindings>=13",
-            "nvidia-cuda-nvrtc>=13",
-            "nvidia-cuda-runtime>=13",
-            "nvidia-cuda-cccl>=13",
-        ],
+        "cuda12": cuda_extra("12"),
+        "cuda13": cuda_extra("13"),
+        # Real CuPy, which installs and compiles through NVRTC with no GPU: the `realcupy`
+        # tests compile every kernel through CuPy's own pipeline and check every CuPy and
+        # nvmath name the library calls against the real packages.
+        "test": ["pytest>=7", "hypothesis>=6", "torch>=2.4", *cuda_extra("13")],
         "plot": ["matplotlib>=3.6"],
         "digits": ["scikit-learn>=1.0"],
         "progress": ["tqdm>=4.60"],

@@ -42,6 +42,19 @@ def test_storage_names_and_accumulators() -> None:
         dtypes.dtype_name(np.int64)
 
 
+def test_bfloat16_needs_the_numpy_cupy_enables_it_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    dtypes._bfloat16_dtype.cache_clear()
+    monkeypatch.setattr(np, "__version__", "2.1.1")
+    try:
+        with pytest.raises(RuntimeError, match=r"NumPy >= 2\.1\.2 .* got NumPy 2\.1\.1"):
+            dtypes.storage_dtype("bfloat16")
+        assert dtypes.storage_dtype("float16") == np.float16
+    finally:
+        dtypes._bfloat16_dtype.cache_clear()
+    monkeypatch.undo()
+    assert dtypes.storage_dtype("bfloat16").name == "bfloat16"
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", dtypes.DTYPE_NAMES)
 def test_cast_round_trips_through_float32(rng: np.random.Generator, name: str) -> None:

@@ -1,10 +1,8 @@
-"""Every pointwise kernel compiles under NVRTC for sm_80 and sm_90 on a machine with no GPU.
+"""What the loader hands NVRTC for the pointwise kernels: the sources with their local
+includes inlined, every storage type instantiated, unknown names refused.
 
-The source, the options and the name expressions are the ones cuda_rnn.cuda.loader hands to
-cupy.RawModule (:func:`~cuda_rnn.cuda.loader.module_builds`); only --gpu-architecture and the
-include path of cuda_fp16.h / cuda_bf16.h (which CuPy adds by itself on a GPU machine) are
-added here. The cooperative modules are compiled by tests/test_persistent_compile.py. The test skips only when
-cuda.bindings is missing; any compile failure, a missing header included, fails it.
+The compile itself, through CuPy's own pipeline for sm_80 and sm_90, is in
+tests/test_realcupy_compile.py.
 """
 from __future__ import annotations
 
@@ -12,83 +10,7 @@ import pytest
 
 from cuda_rnn.cuda import loader
 
-nvrtc = pytest.importorskip(
-    "cuda.bindings.nvrtc", reason="needs cuda-bindings (pip install 'cuda_rnn[test]')"
-)
-
-ARCHES = ("sm_80", "sm_90")
 POINTWISE = {b.filename: b for b in loader.module_builds() if not b.cooperative}
-
-
-class NvrtcError(RuntimeError):
-    """A compile that NVRTC rejected, with its log."""
-
-
-def _check(result: tuple, what: str) -> tuple:
-    err, *rest = result
-    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-        raise NvrtcError(f"{what} failed: {err}")
-    return tuple(rest)
-
-
-def _log(prog: object) -> str:
-    (size,) = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-    buf = b" " * size
-    _check(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-    return buf.rstrip(b"\x00 ").decode(errors="replace")
-
-
-def header_options() -> list[str]:
-    """-I for the CUDA runtime headers shipped in the nvidia-cuda-runtime wheel."""
-    from cuda import pathfinder
-
-    include = pathfinder.find_nvidia_header_directory("cudart")
-    if include is None:
-        pytest.fail("cuda_fp16.h not found: pip install nvidia-cuda-runtime (the test extra)")
-    return [f"-I{include}"]
-
-
-def nvrtc_compile(
-    source: str, filename: str, names: tuple[str, ...], options: list[str]
-) -> dict[str, str]:
-    """Compile ``source`` to PTX; return each name expression's lowered (mangled) name.
-
-    Raises
-    ------
-    NvrtcError
-        When NVRTC rejects the source; the message carries the compiler log.
-    """
-    (prog,) = _check(
-        nvrtc.nvrtcCreateProgram(source.encode(), filename.encode(), 0, [], []),
-        "nvrtcCreateProgram",
-    )
-    try:
-        for name in names:
-            _check(nvrtc.nvrtcAddNameExpression(prog, name.encode()), f"adding {name}")
-        encoded = [o.encode() for o in options]
-        (err,) = nvrtc.nvrtcCompileProgram(prog, len(encoded), encoded)
-        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-            raise NvrtcError(f"NVRTC could not compile {filename} ({err}):\n{_log(prog)}")
-        lowered = {}
-        for name in names:
-            (low,) = _check(nvrtc.nvrtcGetLoweredName(prog, name.encode()), f"lowering {name}")
-            lowered[name] = low.decode()
-        return lowered
-    finally:
-        nvrtc.nvrtcDestroyProgram(prog)
-
-
-@pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("filename", sorted(POINTWISE))
-def test_kernel_file_compiles_with_loader_options(filename: str, arch: str) -> None:
-    build = POINTWISE[filename]
-    names = build.name_expressions
-    options = [*build.options, *header_options(), f"--gpu-architecture={arch}"]
-    lowered = nvrtc_compile(build.source, filename, names, options)
-    assert sorted(lowered) == sorted(names)
-    for name, low in lowered.items():
-        kernel = name.split("<")[0]
-        assert low.startswith("_Z") and kernel in low, (name, low)
 
 
 def test_every_storage_type_is_instantiated() -> None:
@@ -103,19 +25,6 @@ def test_builds_cover_every_file_once() -> None:
     assert [b.filename for b in builds] == list(loader.KERNELS)
     assert {b.filename for b in builds if b.cooperative} == {
         "lstm_persistent.cuh", "gru_persistent.cuh"}
-
-
-def test_broken_source_fails_with_the_compiler_log() -> None:
-    build = POINTWISE["rnn.cu"]
-    source = build.source.replace("const A a = activate(", "const A a = activate((", 1)
-    assert source != build.source
-    options = [*build.options, *header_options(), "--gpu-architecture=sm_90"]
-    with pytest.raises(NvrtcError) as info:
-        nvrtc_compile(source, "rnn.cu", build.name_expressions, options)
-    message = str(info.value)
-    assert "rnn.cu" in message and "error" in message
-    # The #line markers make the log point into rnn.cu, not into the inlined header.
-    assert 'rnn.cu(' in message
 
 
 def test_local_includes_are_inlined_with_line_markers() -> None:

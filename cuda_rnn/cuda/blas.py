@@ -9,21 +9,21 @@ type: bf16/fp16 inputs accumulate into float32 outputs, which the pointwise kern
 Float32 runs with CUBLAS_COMPUTE_32F, float64 with CUBLAS_COMPUTE_64F; the handle keeps
 cuBLAS's default math mode, so float32 products do not use TF32.
 
-cuBLAS is called through ctypes on a handle of cuda_rnn's own (one per thread and device),
-not through ``cupy_backends.cuda.libs.cublas``: CuPy's wrappers refuse to run while a stream
-captures a CUDA graph (cupy/cupy#6290), and the "graph" algorithm captures the per-step GEMMs.
-The library is the one CuPy loaded (found among the process's mapped files), so both share
-one cuBLAS. Before every call the handle's stream is set to CuPy's current stream; the handle
-owns a workspace of :data:`WORKSPACE_BYTES`, as cuBLAS asks for work captured into graphs
-(it then allocates nothing during capture).
+cuBLAS is called through nvmath-python's bindings (``nvmath.bindings.cublas``), on a handle
+of cuda_rnn's own (one per thread and device), not through ``cupy_backends.cuda.libs.cublas``:
+CuPy's wrappers refuse to run while a stream captures a CUDA graph (cupy/cupy#6290), and the
+"graph" algorithm captures the per-step GEMMs. nvmath and CuPy 14 both load libcublas through
+``cuda.pathfinder.load_nvidia_dynamic_lib("cublas")``, which loads it once per process, so
+both use the same library. The handle owns a workspace of :data:`WORKSPACE_BYTES`, as cuBLAS
+asks for work captured into graphs (it then allocates nothing during capture);
+cublasSetStream resets a handle's workspace to cuBLAS's default pool, so the workspace is set
+again after every stream change.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import threading
-from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -36,59 +36,35 @@ _COMPUTE_32F, _COMPUTE_64F = 68, 70
 _GEMM_DEFAULT = -1
 #: cuBLAS's recommended workspace on Hopper (32 MiB; 4 MiB suffices on earlier GPUs).
 WORKSPACE_BYTES = 32 << 20
-_STATUS_NAMES = {1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED",
-                 7: "CUBLAS_STATUS_INVALID_VALUE", 8: "CUBLAS_STATUS_ARCH_MISMATCH",
-                 11: "CUBLAS_STATUS_MAPPING_ERROR", 13: "CUBLAS_STATUS_EXECUTION_FAILED",
-                 14: "CUBLAS_STATUS_INTERNAL_ERROR", 15: "CUBLAS_STATUS_NOT_SUPPORTED"}
-
-
-def _loaded_cublas_path() -> str | None:
-    """Path of the libcublas this process has mapped (CuPy loads it on import), if any."""
-    maps = Path("/proc/self/maps")
-    if not maps.exists():
-        return None
-    for line in maps.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and Path(fields[5]).name.startswith("libcublas.so"):
-            return fields[5]
-    return None
+#: libraryPropertyType MAJOR_VERSION, for cublasGetProperty.
+_MAJOR_VERSION = 0
+_INSTALL_HINT = "pip install 'cuda_rnn[cuda13]' (or 'cuda_rnn[cuda12]')"
 
 
 @functools.lru_cache(maxsize=1)
-def cublas_library() -> ctypes.CDLL:
-    """The cuBLAS shared library, with the prototypes used here.
+def cublas_bindings() -> ModuleType:
+    """nvmath-python's cuBLAS bindings, with libcublas loaded: the module every call here
+    goes through.
 
     Raises
     ------
     RuntimeError
-        When no cuBLAS can be found (CuPy 14 needs ``cupy-cuda13x[ctk]`` or a CUDA Toolkit).
+        When nvmath-python is not installed, or it cannot load libcublas (no CUDA driver,
+        no libcublas found).
     """
-    import cupy_backends.cuda.libs.cublas  # noqa: F401  (importing it makes CuPy load libcublas)
-
-    path = _loaded_cublas_path() or ctypes.util.find_library("cublas")
-    if path is None:
-        raise RuntimeError("cuBLAS: no libcublas is loaded or installed; install "
-                           "'cupy-cuda13x[ctk]' (or a CUDA Toolkit)")
-    lib = ctypes.CDLL(path)
-    handle, ptr, i32 = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int
-    prototypes = {
-        "cublasCreate_v2": (ctypes.POINTER(handle),),
-        "cublasSetStream_v2": (handle, ptr),
-        "cublasSetWorkspace_v2": (handle, ptr, ctypes.c_size_t),
-        "cublasGemmEx": (handle, i32, i32, i32, i32, i32, ptr, ptr, i32, i32, ptr, i32, i32,
-                         ptr, ptr, i32, i32, i32, i32),
-    }
-    for name, argtypes in prototypes.items():
-        function = getattr(lib, name)
-        function.argtypes = argtypes
-        function.restype = ctypes.c_int
-    return lib
-
-
-def _check(status: int, call: str, what: str) -> None:
-    if status != 0:
-        raise KernelLaunchError(f"cuBLAS {call} failed with "
-                                f"{_STATUS_NAMES.get(status, f'status {status}')} for {what}")
+    try:
+        from nvmath.bindings import cublas
+    except ImportError as exc:
+        raise RuntimeError(f"cuBLAS: cuda_rnn calls cuBLAS through nvmath-python, which does "
+                           f"not import ({exc}); {_INSTALL_HINT}") from exc
+    try:
+        # The bindings load libcublas (and check the driver) at their first call: make it
+        # here, so that a failure says what is missing instead of surfacing in a GEMM.
+        cublas.get_property(_MAJOR_VERSION)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cuBLAS could not be loaded through nvmath-python ({exc}); "
+                           f"{_INSTALL_HINT}, on a machine with an NVIDIA driver") from exc
+    return cublas
 
 
 class _Handle:
@@ -97,12 +73,23 @@ class _Handle:
     def __init__(self) -> None:
         import cupy
 
-        lib = cublas_library()
-        self.ptr = ctypes.c_void_p()
-        _check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate", "cuda_rnn's handle")
+        cublas = cublas_bindings()
+        try:
+            self.ptr = cublas.create()
+        except cublas.cuBLASError as exc:
+            raise KernelLaunchError(f"cuBLAS cublasCreate failed for cuda_rnn's handle: "
+                                    f"{exc}") from exc
         self.workspace = cupy.empty(WORKSPACE_BYTES, cupy.uint8)
-        _check(lib.cublasSetWorkspace_v2(self.ptr, self.workspace.data.ptr, WORKSPACE_BYTES),
-               "cublasSetWorkspace", "cuda_rnn's handle")
+        self.stream: int | None = None
+
+    def use_stream(self, stream: int) -> None:
+        """Make the handle run on ``stream`` with its own workspace (a no-op when it already
+        does: the handle is cuda_rnn's alone, so nothing else changes its stream)."""
+        if stream != self.stream:
+            cublas = cublas_bindings()
+            cublas.set_stream(self.ptr, stream)
+            cublas.set_workspace(self.ptr, self.workspace.data.ptr, WORKSPACE_BYTES)
+            self.stream = stream
 
 
 _handles = threading.local()
@@ -133,7 +120,8 @@ class GemmPlan:
     """``C = alpha op(A) op(B) + beta C`` for fixed shapes, strides and types.
 
     Built once from example arrays, then called per step with raw device pointers, so a
-    step costs two cuBLAS calls (set the stream, multiply) and no Python array objects.
+    step costs one cuBLAS call (two more when the current stream changed) and no Python
+    array objects.
 
     Parameters
     ----------
@@ -160,29 +148,36 @@ class GemmPlan:
         # values), so they only need to live as long as the plan.
         self._alpha = np.array(1.0, scalar)
         self._beta = np.array(beta, scalar)
-        compute = _COMPUTE_64F if in_name == "float64" else _COMPUTE_32F
-        in_type = CUDA_DATA_TYPES[in_name]
-        out_type = CUDA_DATA_TYPES[dtype_name(c.dtype)]
-        ld_b, ld_a, ld_c = (_row_stride(b, what), _row_stride(a, what), _row_stride(c, what))
-        self._lib = cublas_library()
+        self._compute = _COMPUTE_64F if in_name == "float64" else _COMPUTE_32F
+        self._in_type = CUDA_DATA_TYPES[in_name]
+        self._out_type = CUDA_DATA_TYPES[dtype_name(c.dtype)]
+        self._lds = (_row_stride(b, what), _row_stride(a, what), _row_stride(c, what))
+        self._ops = (_OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N)
+        self._mnk = (n, m, k)
+        self._cublas = cublas_bindings()
         self._handle = _handle()
-        # Every gemmEx argument but the three pointers, in cuBLAS's order (None marks them).
-        self._args = (
-            self._handle.ptr, _OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N,
-            n, m, k, self._alpha.ctypes.data, None, in_type, ld_b, None, in_type, ld_a,
-            self._beta.ctypes.data, None, out_type, ld_c, compute, _GEMM_DEFAULT,
-        )
         self.what = f"{what}: ({m}x{k}) @ ({k}x{n}) {in_name}"
 
     def __call__(self, a_ptr: int, b_ptr: int, c_ptr: int) -> None:
-        """Run the product on the current stream; pointers are device addresses."""
+        """Run the product on the current stream; pointers are device addresses.
+
+        Raises
+        ------
+        KernelLaunchError
+            When cuBLAS refuses or fails the call, naming the product.
+        """
         import cupy
 
-        lib, args = self._lib, self._args
-        stream = cupy.cuda.get_current_stream().ptr
-        _check(lib.cublasSetStream_v2(args[0], stream), "cublasSetStream", self.what)
-        _check(lib.cublasGemmEx(*args[:7], b_ptr, *args[8:10], a_ptr, *args[11:14], c_ptr,
-                                *args[15:]), "cublasGemmEx", self.what)
+        cublas, handle = self._cublas, self._handle
+        (ld_b, ld_a, ld_c), (op_b, op_a), (n, m, k) = self._lds, self._ops, self._mnk
+        try:
+            handle.use_stream(cupy.cuda.get_current_stream().ptr)
+            cublas.gemm_ex(handle.ptr, op_b, op_a, n, m, k, self._alpha.ctypes.data,
+                           b_ptr, self._in_type, ld_b, a_ptr, self._in_type, ld_a,
+                           self._beta.ctypes.data, c_ptr, self._out_type, ld_c,
+                           self._compute, _GEMM_DEFAULT)
+        except cublas.cuBLASError as exc:
+            raise KernelLaunchError(f"cuBLAS call failed with {exc} for {self.what}") from exc
 
 
 def matmul_into(a: Any, b: Any, c: Any, *, trans_a: bool = False, trans_b: bool = False,

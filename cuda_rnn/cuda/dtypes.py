@@ -1,10 +1,10 @@
 """Storage dtypes on the GPU, and conversions between them.
 
-float16, float32 and float64 are CuPy's own dtypes. bfloat16 is stored as
-``ml_dtypes.bfloat16`` when the installed CuPy accepts it (CuPy 14 added minimal bfloat16
-support through ml_dtypes), otherwise as raw ``uint16`` bit patterns. The kernels and cuBLAS
-(``CUDA_R_16BF``) only ever see the 16 bits, so both forms compute the same; the conversions
-here work on the bits and so never depend on CuPy's own bfloat16 arithmetic.
+float16, float32 and float64 are CuPy's own dtypes. bfloat16 is ``ml_dtypes.bfloat16``, the
+type CuPy 14 takes for bfloat16; CuPy enables it only with NumPy >= 2.1.2 (below that NumPy
+mis-promotes it, so CuPy registers no bfloat16 code at all; cupy/_util.pyx), and so does
+this module. The kernels and cuBLAS (``CUDA_R_16BF``) only ever see the 16 bits; the
+conversions here work on the bits and so never depend on CuPy's own bfloat16 arithmetic.
 
 Pointwise math and GEMM accumulation run in float32 for the three narrow types and in
 float64 for float64 (:func:`acc_dtype`).
@@ -24,15 +24,21 @@ CUDA_DATA_TYPES: dict[str, int] = {"float16": 2, "bfloat16": 14, "float32": 0, "
 _BF16_NAN_BITS = 0x7FC0
 
 
+#: The oldest NumPy with which CuPy 14 enables bfloat16.
+BFLOAT16_MIN_NUMPY = "2.1.2"
+
+
 @functools.lru_cache(maxsize=1)
 def _bfloat16_dtype() -> np.dtype:
+    if np.lib.NumpyVersion(np.__version__) < BFLOAT16_MIN_NUMPY:
+        raise RuntimeError(f"dtype 'bfloat16' on the GPU needs NumPy >= {BFLOAT16_MIN_NUMPY} "
+                           f"(CuPy enables bfloat16 only from there), got NumPy "
+                           f"{np.__version__}; pip install 'cuda_rnn[cuda13]'")
     try:
-        import cupy
         import ml_dtypes
-    except ImportError:
-        return np.dtype(np.uint16)
-    if int(cupy.__version__.split(".")[0]) < 14:
-        return np.dtype(np.uint16)
+    except ImportError as exc:
+        raise RuntimeError(f"dtype 'bfloat16' on the GPU needs ml_dtypes ({exc}); "
+                           f"pip install 'cuda_rnn[cuda13]'") from exc
     return np.dtype(ml_dtypes.bfloat16)
 
 
@@ -48,6 +54,8 @@ def storage_dtype(name: str) -> np.dtype:
     ------
     ValueError
         For a name outside ``DTYPE_NAMES``.
+    RuntimeError
+        For "bfloat16" where CuPy has no bfloat16 (NumPy < 2.1.2 or no ml_dtypes).
     """
     _check_name(name)
     if name == "bfloat16":
@@ -64,7 +72,7 @@ def dtype_name(dtype: Any) -> str:
         For a dtype that is no storage type.
     """
     dtype = np.dtype(dtype)
-    if dtype == _bfloat16_dtype() or dtype.name == "bfloat16":
+    if dtype.name == "bfloat16":
         return "bfloat16"
     if dtype.name in ("float16", "float32", "float64"):
         return dtype.name
@@ -141,7 +149,7 @@ def cast(array: Any, name: str) -> Any:
 
     target = storage_dtype(name)
     source = np.dtype(array.dtype)
-    if source != _bfloat16_dtype() and source.kind != "f":
+    if source.name != "bfloat16" and source.kind != "f":
         raise ValueError(f"array: expected a float array, got dtype {source}")
     array = cupy.asarray(array)
     if array.dtype == target:

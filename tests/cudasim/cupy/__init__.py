@@ -17,9 +17,12 @@ finds this package. What it simulates, and how faithfully:
   instructions of the persistent kernels computed from the PTX ISA's fragment layouts; a
   barrier not every thread reaches, a partial-warp mma, a write past the dynamic shared
   memory, or a grid that could not be resident at once fails the launch.
-- ``cupy_backends.cuda.libs.cublas.gemmEx`` computes column-major ``C = alpha op(A) op(B) +
-  beta C`` in NumPy from raw pointers and leading dimensions, refusing type combinations
-  and leading dimensions cuBLAS refuses, and never reading C when beta is 0.
+- ``nvmath.bindings.cublas.gemm_ex`` (tests/cudasim/nvmath) computes column-major
+  ``C = alpha op(A) op(B) + beta C`` in NumPy from raw pointers and leading dimensions,
+  refusing type combinations and leading dimensions cuBLAS refuses, never reading C when
+  beta is 0; its handles keep a stream and a workspace, which set_stream resets.
+- ``cupy_backends.cuda.libs`` loads cuBLAS lazily, as CuPy 14 does: importing the
+  ``cublas`` submodule directly before that fails.
 - Streams and CUDA graphs: capture records kernel launches, cuBLAS calls and ufuncs with an
   ``out=`` buffer, and replays them on ``Graph.launch``; any other array work during capture
   (an allocation, a copy, a host transfer) raises, since a captured step loop must not do it.
@@ -39,9 +42,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-# Below 14, cuda_rnn stores bfloat16 as uint16 bit patterns (cuda_rnn/cuda/dtypes.py), so the
-# simulator never relies on NumPy arithmetic on bfloat16 that CuPy may not have.
-__version__ = "13.6.0"
+#: The CuPy release whose behaviour the simulator follows. bfloat16 arrays are
+#: ml_dtypes.bfloat16, as in CuPy 14 with NumPy >= 2.1.2.
+__version__ = "14.2.0"
 
 #: Device memory the simulator pretends to have; larger allocations raise OutOfMemoryError.
 DEVICE_MEMORY_BYTES = 8 << 30

@@ -3,15 +3,21 @@
 The module's source (exactly what cuda_rnn hands to NVRTC) is compiled against
 tests/cudasim/include/cuda_sim.h together with one ``extern "C"`` entry point per name
 expression, into a shared library cached under the system temp directory by a hash of
-everything that goes into it (:func:`build_library`, also used for the simulated libcublas).
+everything that goes into it (:func:`build_library`).
 A launch checks each argument against the kernel's parameter types (read once from the
 library), then passes CUDA-style ``void** params`` to the entry point, which runs the grid.
 
 A module built with ``enable_cooperative_groups`` is launched cooperatively, as CuPy does:
 every thread is a fiber (include/cuda_sim_fibers.h), its ``extern __shared__`` array is
-defined here with the device's capacity, and the grid must fit on the device at once. Such a
-module also gets the definitions of the tensor-core instruction wrappers that
+defined here with the device's capacity, and a 1-D grid larger than can be resident at once
+is cut down to what can, with CuPy 14's warning (a 2-D or 3-D one raises CuPy's ValueError).
+Such a module also gets the definitions of the tensor-core instruction wrappers that
 kernels_cu/persistent.cuh only declares in a host compile (:data:`PTX_DEFINITIONS`).
+
+The Python signatures are CuPy 14.2's (cupy/_core/raw.pyx, cupy/cuda/function.pyx):
+RawModule takes keyword arguments only, ``options`` as a tuple; a launch takes the grid and
+the block as tuples (each dimension below 1 launches 1, as CuPy clamps it), ``shared_mem``
+and ``stream`` by keyword.
 """
 from __future__ import annotations
 
@@ -22,15 +28,16 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 import weakref
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from . import check_pointer, ndarray
-from .cuda import ATTRIBUTES, CompileException, CUDADriverError, enqueue
+from .cuda import (ATTRIBUTES, CompileException, CUDADriverError, Function, enqueue,
+                   get_current_stream)
 
 INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
 CACHE_DIR = Path(tempfile.gettempdir()) / "cuda_rnn_cudasim"
@@ -40,8 +47,8 @@ COMPILER = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-std=c++17", "-O2", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-x", "c++")
 
 #: Type codes of cuda_sim.h's type_code<T>(); pointers add 100.
-_ARRAY_CODES = {"float32": 1, "float64": 2, "float16": 3, "bfloat16": 4, "uint16": 4,
-                "int32": 5, "int64": 6}
+_ARRAY_CODES = {"float32": 1, "float64": 2, "float16": 3, "bfloat16": 4, "int32": 5,
+                "int64": 6}
 _SCALARS = {np.float32: (1, ctypes.c_float), np.float64: (2, ctypes.c_double),
             np.int32: (5, ctypes.c_int32), np.int64: (6, ctypes.c_int64)}
 _CODE_NAMES = {0: "unsupported", 1: "float", 2: "double", 3: "__half", 4: "__nv_bfloat16",
@@ -144,29 +151,32 @@ def build_library(source: str, filename: str) -> ctypes.CDLL:
 class RawModule:
     """cupy.RawModule over CUDA C++ source with name expressions (the form cuda_rnn uses)."""
 
-    def __init__(self, code: str | None = None, path: str | None = None, options: tuple = (),
-                 backend: str = "nvrtc", translate_cucomplex: bool = False,
+    def __init__(self, *, code: str | None = None, path: str | None = None,
+                 options: tuple = (), backend: str = "nvrtc", translate_cucomplex: bool = False,
                  enable_cooperative_groups: bool = False,
-                 name_expressions: tuple[str, ...] | None = None, jitify: bool = False) -> None:
-        if code is None:
+                 name_expressions: Any = None, jitify: Any = None) -> None:
+        _require_type(options, tuple, "options")
+        if (code is None) == (path is None):
+            raise TypeError("Exactly one of `code` and `path` keyword arguments must be given.")
+        if path is not None:
             raise NotImplementedError("cudasim: RawModule(path=...) is not simulated")
         self.code = code
-        self.options = tuple(options)
-        self.name_expressions = tuple(name_expressions or ())
+        self.options = options
+        self.name_expressions = None if name_expressions is None else tuple(name_expressions)
         self.enable_cooperative_groups = enable_cooperative_groups
         self._library: ctypes.CDLL | None = None
 
     def compile(self, log_stream: Any = None) -> None:
         if self._library is None:
+            names = self.name_expressions or ()
             if self.enable_cooperative_groups:
-                tail = PTX_DEFINITIONS + _entry_points(self.name_expressions,
-                                                       _shared_array(self.code))
+                tail = PTX_DEFINITIONS + _entry_points(names, _shared_array(self.code))
             else:
-                tail = _entry_points(self.name_expressions, None)
+                tail = _entry_points(names, None)
             self._library = build_library(self.code + tail, "module.so")
 
     def get_function(self, name: str) -> RawKernel:
-        if name not in self.name_expressions:
+        if name not in (self.name_expressions or ()):
             raise CUDADriverError(f"CUDA_ERROR_NOT_FOUND: {name!r} is not among the module's "
                                   f"name expressions {self.name_expressions}")
         self.compile()
@@ -174,15 +184,22 @@ class RawModule:
                          self.enable_cooperative_groups)
 
 
-def _dim3(value: Any, what: str) -> tuple[int, int, int]:
-    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
-    if not 1 <= len(dims) <= 3:
-        raise ValueError(f"{what}: expected 1 to 3 dimensions, got {value!r}")
-    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+def _require_type(value: Any, kind: type, what: str) -> None:
+    # CuPy declares these parameters with a Cython type, which raises this TypeError.
+    if not isinstance(value, kind):
+        raise TypeError(f"Argument '{what}' has incorrect type (expected {kind.__name__}, got "
+                        f"{type(value).__name__})")
+
+
+def _dim3(value: tuple, what: str) -> tuple[int, int, int]:
+    _require_type(value, tuple, what)
+    # CuPy pads to three dimensions and launches at least 1 along each.
+    return tuple(max(1, int(d)) for d in (value + (1, 1))[:3])
 
 
 class RawKernel:
-    """One compiled kernel; called as ``kernel(grid, block, args, shared_mem=0)``."""
+    """One compiled kernel; called as
+    ``kernel(grid, block, args, *, shared_mem=0, stream=None)``."""
 
     def __init__(self, library: ctypes.CDLL, index: int, name: str,
                  cooperative: bool = False) -> None:
@@ -190,7 +207,7 @@ class RawKernel:
         self.cooperative = cooperative
         self._max_dynamic_shared = DEFAULT_DYNAMIC_SHARED
         #: CuPy's Function object; its ``ptr`` is what the occupancy query takes.
-        self.kernel = SimpleNamespace(ptr=id(self))
+        self.kernel = Function(id(self))
         _KERNELS_BY_PTR[id(self)] = self
         self._launch = getattr(library, f"cuda_sim_launch_{index}")
         self._launch.restype = ctypes.c_int
@@ -231,8 +248,11 @@ class RawKernel:
                 check_pointer(ptr, arg.itemsize, f"{self.name} argument {i}")
             return _POINTER + _ARRAY_CODES.get(arg.dtype.name, 0), ctypes.c_void_p(ptr)
         if isinstance(arg, np.ndarray):
-            raise TypeError(f"{self.name} argument {i}: a NumPy array cannot be passed to a "
-                            f"kernel (CuPy refuses host arrays)")
+            if arg.size != 1:
+                raise TypeError(f"You are trying to pass a numpy.ndarray of shape {arg.shape} "
+                                f"as a kernel parameter. Only numpy.ndarrays of size one can "
+                                f"be passed by value.")
+            arg = arg.reshape(())[()]  # passed by value in its own dtype, as CuPy does
         # CuPy passes a Python int as int64 and a Python float as double.
         kind = {int: np.int64, float: np.float64}.get(type(arg), type(arg))
         if kind not in _SCALARS:
@@ -240,12 +260,15 @@ class RawKernel:
         code, ctype = _SCALARS[kind]
         return code, ctype(arg)
 
-    def __call__(self, grid: Any, block: Any, args: tuple, *, shared_mem: int = 0) -> None:
+    def __call__(self, grid: tuple, block: tuple, args: tuple, *, shared_mem: int = 0,
+                 stream: Any = None) -> None:
         grid3, block3 = _dim3(grid, "grid"), _dim3(block, "block")
         threads = block3[0] * block3[1] * block3[2]
-        if min(grid3 + block3) < 1 or threads > 1024 or grid3[1] > 65535 or grid3[2] > 65535:
+        if threads > 1024 or grid3[1] > 65535 or grid3[2] > 65535:
             raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: invalid argument (grid {grid3}, "
                                   f"block {block3})")
+        # CuPy iterates over any sequence of arguments; the simulator asks for the tuple
+        # CuPy documents, so a list built by accident is caught here.
         if not isinstance(args, tuple):
             raise TypeError(f"args: expected a tuple, got {type(args)}")
         if shared_mem > self._max_dynamic_shared:
@@ -254,11 +277,8 @@ class RawKernel:
                                   f"maximum of {self._max_dynamic_shared} (set "
                                   f"max_dynamic_shared_size_bytes first)")
         if self.cooperative:
-            resident = self.blocks_per_sm(threads, shared_mem) * ATTRIBUTES["MultiProcessorCount"]
-            if grid3[0] * grid3[1] * grid3[2] > resident:
-                raise CUDADriverError(f"CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE: {self.name} "
-                                      f"grid {grid3} with {shared_mem} bytes of shared memory; "
-                                      f"{resident} blocks can be resident")
+            grid3 = self._resident_grid(grid3, threads, shared_mem)
+        stream_ptr = (get_current_stream() if stream is None else stream).ptr
         converted = [self._argument(i, a) for i, a in enumerate(args)]
         self._check_signature(args, [c for c, _ in converted])
         values = [v for _, v in converted]
@@ -276,7 +296,25 @@ class RawKernel:
 
         # The ctypes objects must outlive a captured launch: the closure holds them.
         run.keep = (values, params, g, b)  # type: ignore[attr-defined]
-        enqueue(run)
+        enqueue(run, stream_ptr)
+
+    def _resident_grid(self, grid3: tuple[int, int, int], threads: int,
+                       shared_mem: int) -> tuple[int, int, int]:
+        """The grid CuPy 14 launches cooperatively: a 1-D grid larger than can be resident
+        is cut down with a warning, a larger 2-D or 3-D one raises (cupy/cuda/function.pyx)."""
+        resident = self.blocks_per_sm(threads, shared_mem) * ATTRIBUTES["MultiProcessorCount"]
+        if grid3[0] * grid3[1] * grid3[2] <= resident:
+            return grid3
+        if grid3[1] != 1 or grid3[2] != 1:
+            raise ValueError(f"The specified grid size ({grid3[0]} * {grid3[1]} * {grid3[2]}) "
+                             f"exceeds the limit ({resident}).")
+        warnings.warn(f"The grid size will be reduced from {grid3[0]} to {resident}, as the "
+                      f"specified grid size exceeds the limit.", stacklevel=3)
+        if resident == 0:
+            raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: {self.name}: no block of "
+                                  f"{threads} threads with {shared_mem} bytes of shared memory "
+                                  f"fits on an SM")
+        return (resident, 1, 1)
 
     def _check_signature(self, args: tuple, codes: list[int]) -> None:
         # A real launch copies whatever bytes it is given; the simulator names the mismatch.

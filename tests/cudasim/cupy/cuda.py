@@ -6,6 +6,7 @@ them, and :func:`forbid_during_capture` rejects anything a captured step loop mu
 """
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -36,6 +37,14 @@ class OutOfMemoryError(MemoryError):
 
 class CompileException(Exception):
     """cupy.cuda.compiler.CompileException: the message carries the compiler log."""
+
+
+class Function:
+    """cupy.cuda.function.Function: what ``RawKernel.kernel`` is; ``ptr`` is the handle the
+    occupancy query takes."""
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
 
 
 class Event:
@@ -117,10 +126,39 @@ class Stream:
         return graph
 
 
+    @classmethod
+    def from_external(cls, obj: Any) -> Stream:
+        """A Stream on a foreign stream object through the CUDA stream protocol
+        (``obj.__cuda_stream__()`` returns ``(0, pointer)``), with CuPy 14's checks."""
+        try:
+            version, ptr = obj.__cuda_stream__()
+        except AttributeError as exc:
+            raise TypeError(f"Object of type {type(obj).__name__} does not implement the CUDA "
+                            f"stream protocol (__cuda_stream__ method)") from exc
+        except (TypeError, ValueError) as exc:
+            raise TypeError("__cuda_stream__() must return a 2-tuple of "
+                            "(version, stream_ptr)") from exc
+        if not isinstance(version, int) or not isinstance(ptr, int):
+            raise TypeError(f"__cuda_stream__() must return (int, int), got "
+                            f"({type(version).__name__}, {type(ptr).__name__})")
+        if version != 0:
+            raise TypeError(f"__cuda_stream__() returned unsupported version {version}, only "
+                            f"version 0 is supported")
+        stream = cls()
+        stream.ptr = ptr
+        stream._foreign_stream_ref = obj
+        _streams[ptr] = stream
+        return stream
+
+
 class ExternalStream(Stream):
-    """A stream made elsewhere (e.g. torch's); only its pointer is kept."""
+    """A stream made elsewhere (e.g. torch's); only its pointer is kept. Deprecated in
+    CuPy 14, which warns as here."""
 
     def __init__(self, ptr: int, device_id: int = -1) -> None:
+        warnings.warn("ExternalStream is deprecated. Use Stream.from_external() instead to "
+                      "interoperate with external streams that implement the CUDA stream "
+                      "protocol.", DeprecationWarning, stacklevel=2)
         super().__init__()
         self.ptr = ptr
         _streams[ptr] = self
@@ -219,5 +257,4 @@ driver = SimpleNamespace(CUDADriverError=CUDADriverError,
                          occupancyMaxActiveBlocksPerMultiprocessor=_occupancy)
 memory = SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
 compiler = SimpleNamespace(CompileException=CompileException)
-#: The handle is a token: cublas.gemmEx runs on the current stream.
-device = SimpleNamespace(get_cublas_handle=lambda: 1, get_device_id=lambda: 0)
+function = SimpleNamespace(Function=Function)

@@ -1,0 +1,1 @@
+"""nvmath-python of the CPU simulator: only ``nvmath.bindings.cublas`` (what cuda_rnn calls)."""

@@ -1,0 +1,1 @@
+"""nvmath.bindings of the CPU simulator (only cublas)."""
