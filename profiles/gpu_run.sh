@@ -6,8 +6,9 @@
 # Environment: OUT (default profiles/results/gpu_run), PYTHON (default python3),
 #   BENCH_ARGS (extra arguments for profiles/bench.py, e.g. "--quick"),
 #   PYTEST_ARGS (extra arguments for pytest, e.g. "-x -k lstm").
-# Python packages the machine lacks (the `nvtx` package, for one) can be brought along as
-# wheels in .whl/ (see the device notes); they are installed into /tmp/site first.
+# Python packages the machine lacks (`nvtx`, and `nvmath-python` with its cuda-core,
+# cuda-pathfinder and cuda-bindings, which cuda/blas.py calls cuBLAS through) can be brought
+# along as wheels in .whl/ (see the device notes); they are installed into /tmp/site first.
 set -u -o pipefail
 
 OUT=${OUT:-profiles/results/gpu_run}
@@ -30,7 +31,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
         | sed 's/^/gpu: /'
     "$PY" - <<'PY'
 import importlib
-for name in ("cupy", "torch", "numpy", "nvtx"):
+for name in ("cupy", "torch", "numpy", "nvtx", "nvmath"):
     try:
         print(f"{name}: {importlib.import_module(name).__version__}")
     except Exception as exc:  # report what is missing rather than stop
