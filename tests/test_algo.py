@@ -186,3 +186,25 @@ def test_tf32_switch_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv(algo.TF32_ENV, "yes")
     with pytest.raises(ValueError, match=r"CUDA_RNN_ALLOW_TF32: expected '0' or '1', got 'yes'"):
         algo.tf32_allowed()
+
+
+# Forward hs steps so that G * hs rows fill 16-row mma tiles (capped at 8 units); backward hs
+# is the 8-column N of a tile. On chip per (unit, batch row): forward one float state;
+# backward dh, the terms outside W_hh and, for the LSTM, dc.
+UNIT_STEPS = {("lstm", "forward"): 4, ("gru", "forward"): 8,
+              ("lstm", "backward"): 8, ("gru", "backward"): 8}
+STATE_FLOATS = {("lstm", "forward"): 1, ("gru", "forward"): 1,
+                ("lstm", "backward"): 3, ("gru", "backward"): 2}
+
+
+@pytest.mark.parametrize("cell, direction", sorted(UNIT_STEPS))
+def test_plan_units_and_on_chip_states_follow_the_cell(cell: str, direction: str,
+                                                       rng: np.random.Generator) -> None:
+    for _ in range(20):
+        batch, hidden = int(rng.integers(1, 65)), int(rng.integers(1, 1025))
+        plan = plan_persistent(cell, direction, hidden, batch, "float32", H100)
+        assert plan.fits, plan.reason
+        step = UNIT_STEPS[cell, direction]
+        assert plan.units_per_block == -(-(-(-hidden // H100.sm_count)) // step) * step
+        floats = STATE_FLOATS[cell, direction] * plan.units_per_block * batch
+        assert plan.smem_bytes - plan.state_offset == floats * 4

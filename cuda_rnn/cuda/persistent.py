@@ -8,13 +8,14 @@ that :mod:`cuda_rnn.cuda.loader` compiled into its cooperative module.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import loader
-from ..cellspec import PERSISTENT_GATES
+from ..cellspec import PERSISTENT_GATES, SPECS, CellSpec
 
 #: Threads per block, the same as persistent::kThreads in kernels_cu/persistent.cuh.
 THREADS = 256
@@ -30,6 +31,8 @@ MMA_K: dict[str, int] = {"float32": 8, "bfloat16": 16}
 CHUNK_ALIGN = 16
 #: Smallest K-chunk worth a plan: below it the per-chunk barriers cost more than the product.
 MIN_CHUNK = 64
+#: Rows (M) and columns (N) of one mma output tile.
+TILE_M, TILE_N = 16, 8
 
 
 @dataclass(frozen=True)
@@ -119,21 +122,22 @@ def _align16(n: int) -> int:
     return _ceil_to(n, 16)
 
 
-def _unit_step(cell: str, direction: str) -> int:
-    # Forward the block's G * hs weight rows are the mma M (16 rows a tile): LSTM fills tiles
-    # with hs a multiple of 4; GRU (3 * hs) takes hs a multiple of 8 and pads a third tile.
-    # Backward hs is the mma N (8 columns a tile).
+def _unit_step(spec: CellSpec, direction: str) -> int:
+    # Forward the block's G * hs weight rows are the mma M: hs steps by the fewest units
+    # that fill whole tiles (LSTM: 4), at most TILE_N (GRU: 8 units, 24 rows padded to a
+    # second tile). Backward hs is the mma N.
     if direction == "backward":
-        return 8
-    return 4 if cell == "lstm" else 8
+        return TILE_N
+    return min(TILE_M // math.gcd(spec.gates, TILE_M), TILE_N)
 
 
-def _state_floats(cell: str, direction: str) -> int:
-    # Per (unit, batch row) floats kept on chip: forward c (LSTM) or h (GRU); backward dh,
-    # dc and the carried dh (LSTM) or dh and the terms outside W_hh (GRU).
+def _state_floats(spec: CellSpec, direction: str) -> int:
+    # Per (unit, batch row) floats kept on chip: forward the one state the loop carries
+    # (LSTM c, GRU h); backward dh, the terms of dh_{t-1} outside W_hh, and the gradients of
+    # the cell's states beyond h (LSTM dc).
     if direction == "forward":
         return 1
-    return 3 if cell == "lstm" else 2
+    return len(spec.states) + 1
 
 
 def plan_persistent(
@@ -165,8 +169,9 @@ def plan_persistent(
         return PersistentPlan(**base, fits=False,
                               reason=f"no persistent kernel for dtype {dtype!r} "
                                      f"(only {tuple(ELEMENT_BYTES)})")
-    gates, eb = CELL_GATES[cell], ELEMENT_BYTES[dtype]
-    step = _unit_step(cell, direction)
+    spec = SPECS[cell]
+    gates, eb = spec.gates, ELEMENT_BYTES[dtype]
+    step = _unit_step(spec, direction)
     hs = _ceil_to(-(-hidden // limits.sm_count), step)
     blocks = -(-hidden // hs)
     k_total = hidden if direction == "forward" else gates * hidden
@@ -174,13 +179,13 @@ def plan_persistent(
     ldw = padded_stride(k_total, eb)
     # Output tile grid: forward (G*hs rows) x (batch); backward (batch) x (hs).
     m, n = (resident_rows, batch) if direction == "forward" else (batch, resident_rows)
-    mpad, npad = _ceil_to(m, 16), _ceil_to(n, 8)
-    jobs = (mpad // 16) * (npad // 8)
+    mpad, npad = _ceil_to(m, TILE_M), _ceil_to(n, TILE_N)
+    jobs = (mpad // TILE_M) * (npad // TILE_N)
     ksplit = max(1, WARPS // jobs)
     ldr = npad + 4
     resident = _align16(resident_rows * ldw * eb)
     red = _align16(ksplit * mpad * ldr * 4)
-    state = _state_floats(cell, direction) * hs * batch * 4
+    state = _state_floats(spec, direction) * hs * batch * 4
     budget = limits.smem_per_block - resident - red - state
     full_chunk = _ceil_to(k_total, CHUNK_ALIGN)
     chunk = full_chunk
