@@ -32,7 +32,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import interop
 from . import layers as _layers
+from .cellspec import SPECS
 from .cuda.algo import check_algo
+from .validation import state_parts
 
 __all__ = ["GRU", "LSTM", "RNN", "RecurrentFunction", "StateDtypeError"]
 
@@ -49,9 +51,9 @@ class _Call:
     compute: torch.dtype  # the dtype the kernels run in
     out_dtype: torch.dtype  # the dtype of the outputs
     empty: tuple[tuple[int, ...], ...] | None  # output shapes of an empty batch (no kernels)
-    is_lstm: bool
+    states: int  # recurrent states of the cell (h, c for LSTM)
     layer: Any = None  # the layer that ran the forward, holding what BPTT needs
-    inputs: tuple[Any, ...] = ()  # shapes of x, h0, c0, *weights; None where None
+    inputs: tuple[Any, ...] = ()  # shapes of x, the initial states, *weights; None where None
     backward_runs: int = 0
 
 
@@ -61,13 +63,19 @@ def _array(t: torch.Tensor | None, dtype: torch.dtype) -> Any:
     return None if t is None else interop.as_array(t.to(dtype).contiguous())
 
 
+def _layer_state(parts: list[Any] | tuple[Any, ...]) -> Any:
+    """One state per cell state as the layers and torch.nn take and return them: the array
+    itself for one, a tuple for more (the LSTM's (h, c))."""
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 class RecurrentFunction(torch.autograd.Function):
     """Autograd node running a cuda_rnn layer: forward and exact BPTT on shared memory.
 
-    ``apply(call, x, h0, c0, *weights)`` returns ``(y, h_n)`` or, for an LSTM, ``(y, h_n, c_n)``;
-    ``h0`` and ``c0`` may be None (zeros), ``c0`` is None for RNN and GRU.
+    ``apply(call, x, *states, *weights)`` returns ``(y, *final states)``: ``states`` are the
+    cell's initial states (h0, and c0 for an LSTM), each None for zeros.
 
-    What BPTT reads (x, h0, c0 and the weight matrices; not the biases, as torch.nn) is saved
+    What BPTT reads (x, the states and the weight matrices; not the biases, as torch.nn) is saved
     with ``ctx.save_for_backward``, so torch's checks hold as for its own nodes: an in-place
     change of one of them between forward and backward raises torch's version-counter error,
     and a second backward without ``retain_graph=True`` raises "Trying to backward through
@@ -77,30 +85,31 @@ class RecurrentFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(call: _Call, x: torch.Tensor, h0: torch.Tensor | None,
-                c0: torch.Tensor | None, *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(call: _Call, x: torch.Tensor,
+                *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         if call.empty is not None:
             return tuple(x.new_zeros(shape, dtype=call.out_dtype) for shape in call.empty)
+        states, weights = tensors[: call.states], tensors[call.states :]
         with interop.cuda_scope(x.device):
             params = dict(zip(call.names, (_array(w, call.compute) for w in weights)))
             layer = call.build(params).with_parameters(params)
             layer.train(call.training)
             if call.seed is not None:
                 layer.rng = np.random.default_rng(call.seed)
-            h0_a, c0_a = _array(h0, call.compute), _array(c0, call.compute)
-            state = (h0_a, c0_a) if call.is_lstm else h0_a
+            state = _layer_state([_array(s, call.compute) for s in states])
             y, final = layer(_array(x, call.compute), state, lengths=call.lengths)
-            finals = final if call.is_lstm else (final,)
+            finals = state_parts(final, layer.spec.states)
             out = tuple(interop.as_tensor(a).to(call.out_dtype) for a in (y, *finals))
         call.layer = layer
         return out
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        call, x, h0, c0, *weights = inputs
+        call, x, *tensors = inputs
+        states, weights = tensors[: call.states], tensors[call.states :]
         read = [w for name, w in zip(call.names, weights) if not name.startswith("bias")]
-        ctx.save_for_backward(x, h0, c0, *read)
-        call.inputs = tuple(None if t is None else t.shape for t in (x, h0, c0, *weights))
+        ctx.save_for_backward(x, *states, *read)
+        call.inputs = tuple(None if t is None else t.shape for t in (x, *states, *weights))
         ctx.call = call
 
     @staticmethod
@@ -147,7 +156,7 @@ class _BPTT(torch.autograd.Function):
 
     @staticmethod
     def forward(call: _Call, dy: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        dfinal = rest[: 2 if call.is_lstm else 1]
+        dfinal = rest[: call.states]
         if call.empty is not None:
             return tuple(dy.new_zeros(shape) for shape in call.inputs if shape is not None)
         layer = call.layer
@@ -158,10 +167,10 @@ class _BPTT(torch.autograd.Function):
         call.backward_runs += 1
         with interop.cuda_scope(dy.device):
             darrays = tuple(_array(g, call.compute) for g in dfinal)
-            dx, dstate = layer.backward(_array(dy, call.compute),
-                                        darrays if call.is_lstm else darrays[0])
-            dstates = dstate if call.is_lstm else (dstate,)
-            d0 = [d for d, shape in zip(dstates, call.inputs[1:3]) if shape is not None]
+            dx, dstate = layer.backward(_array(dy, call.compute), _layer_state(darrays))
+            dstates = state_parts(dstate, layer.spec.states)
+            d0 = [d for d, shape in zip(dstates, call.inputs[1 : 1 + call.states])
+                  if shape is not None]
             grads = [dx, *d0, *(layer.grads[n] for n in call.names)]
             # In the compute dtype: autograd casts each to its input's dtype.
             return tuple(interop.as_tensor(g) for g in grads)
@@ -350,9 +359,8 @@ class _KernelRecurrent:
             x = input
         weights = [getattr(self, name) for name in self._flat_weights_names]
         compute, out_dtype = _dtypes(x, weights[0])
-        is_lstm = self._layer_cls is _layers.LSTM
-        h0, c0 = (hx if hx is not None else (None, None)) if is_lstm else (hx, None)
-        states = {"h0": h0, "c0": c0} if is_lstm else {"h0": h0}
+        names = SPECS[self._layer_cls._cell].initial_state_names
+        states = dict(zip(names, state_parts(hx, names)))
         _check_state_dtypes(states, weights[0])
         use_dropout = self.training and self.dropout > 0 and self.num_layers > 1
         seed = int(torch.randint(2**62, (1,)).item()) if use_dropout else None
@@ -360,12 +368,12 @@ class _KernelRecurrent:
             build=functools.partial(self._kernel_layer, x.device, compute),
             names=tuple(self._flat_weights_names), lengths=lengths, training=self.training,
             seed=seed, compute=compute, out_dtype=out_dtype,
-            empty=self._empty_batch_shapes(x, states, x.dim() == 2), is_lstm=is_lstm,
+            empty=self._empty_batch_shapes(x, states, x.dim() == 2), states=len(names),
         )
-        y, *final = _run(call, x, h0, c0, *weights)
+        y, *final = _run(call, x, *states.values(), *weights)
         if packed is not None:
             y = _pack_like(y, lengths, packed, self.batch_first)
-        return y, (tuple(final) if is_lstm else final[0])
+        return y, _layer_state(final)
 
 
 class LSTM(_KernelRecurrent, nn.LSTM):
