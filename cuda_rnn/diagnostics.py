@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import to_numpy
-from .cells import LSTMCell, _Cell
+from .cells import _Cell
 
 __all__ = ["GradcheckResult", "gradcheck"]
 
@@ -116,16 +116,14 @@ def gradcheck(
     module.zero_grad()
     run()
     if is_cell:
-        backward_args = (weights[0], weights[1]) if isinstance(module, LSTMCell) else (weights[0],)
-        dx, dstate = module.backward(*backward_args)
+        dx, dstate = module.backward(*weights)  # one output per state: dL/d(state)
     else:
         dstate_in = weights[1] if len(weights) == 2 else tuple(weights[1:])
         dx, dstate = module.backward(weights[0], dstate_in)
     analytic = {"x": to_numpy(dx)}
     targets: dict[str, Any] = {"x": x}
     if states is not None:
-        names = ("h0", "c0")
-        for name, s, g in zip(names, states, _flatten(dstate)):
+        for name, s, g in zip(module.spec.initial_state_names, states, _flatten(dstate)):
             analytic[name], targets[name] = to_numpy(g), s
     for name, p in module.parameters().items():
         analytic[name], targets[name] = np.array(to_numpy(module.grads[name])), p

@@ -20,6 +20,7 @@ import numpy as np
 from .backend import to_numpy
 from .cells import GRUCell, LSTMCell, RNNCell, make_cell
 from .layers import GRU, LSTM, RNN
+from .validation import state_parts
 
 
 def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
@@ -57,7 +58,7 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
     T, B = x.shape[:2]
     if tuple(dy.shape) != (T, B, layer.hidden_size):
         raise ValueError(f"dy: expected shape {(T, B, layer.hidden_size)}, got {tuple(dy.shape)}")
-    is_lstm = isinstance(layer, LSTM)
+    names = layer.spec.states
     cells = [_cell_twin(layer, k) for k in range(layer.num_layers)]
     inp = x
     for cell in cells:
@@ -65,20 +66,18 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
         outs = []
         for t in range(T):
             state = cell(inp[t], state)
-            outs.append(state[0] if is_lstm else state)
+            outs.append(state_parts(state, names)[0])
         inp = layer.xp.stack(outs)
     norms = np.empty((layer.num_layers, T))
     g_out = dy
     for k in range(layer.num_layers - 1, -1, -1):
-        dh = layer.xp.zeros_like(g_out[0])
-        dc = layer.xp.zeros_like(g_out[0])
+        # dL/d(state)_t from step t + 1; h's gets the direct term dy_t added.
+        dstates = [layer.xp.zeros_like(g_out[0]) for _ in names]
         dxs = [None] * T
         for t in range(T - 1, -1, -1):
-            total = g_out[t] + dh
+            total = g_out[t] + dstates[0]
             norms[k, t] = float(to_numpy(layer.xp.linalg.norm(total)))
-            if is_lstm:
-                dxs[t], (dh, dc) = cells[k].backward(total, dc)
-            else:
-                dxs[t], dh = cells[k].backward(total)
+            dxs[t], dprev = cells[k].backward(total, *dstates[1:])
+            dstates = list(state_parts(dprev, names))
         g_out = layer.xp.stack(dxs)
     return norms
