@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backend import to_numpy
+from .cellspec import parameter_suffix
 from .cells import GRUCell, LSTMCell, RNNCell, make_cell
 from .layers import GRU, LSTM, RNN
 from .validation import state_parts
@@ -29,7 +30,7 @@ def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
     cell = make_cell(layer.spec, in_size, layer.hidden_size, bias=layer.bias,
                      dtype=layer.dtype, device=layer.device)
     params = layer.parameters()
-    cell.load_state_dict({name: params[f"{name}_l{k}"] for name in cell.parameters()})
+    cell.load_state_dict({name: params[name + parameter_suffix(k, 0)] for name in cell.parameters()})
     return cell
 
 
