@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cuda_rnn.cellspec import PARAMETERS, SPECS
 from cuda_rnn.cuda.algo import ALGOS, TF32_ENV, choose_algo
 
 # (T, B, I, H): the two target shapes (against cuDNN), two small-batch shapes, and a small one.
@@ -42,7 +43,6 @@ CELLS = ("lstm", "gru", "rnn")
 PRECISIONS = (("float32", False), ("float32", True), ("bfloat16", None))
 DTYPES = ("float32", "bfloat16")
 TF32_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -91,19 +91,19 @@ def _inputs(cupy: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
     from cuda_rnn.cuda import cast
 
     T, B, I, H = shape
+    spec = SPECS[cell]
     rng = np.random.default_rng(seed)
     k = 1 / np.sqrt(H)
-    G = GATES[cell] * H
+    shapes = spec.parameter_shapes(I, H, bias=True)
 
     def dev(a: Any) -> Any:
         return cast(cupy.asarray(a), dtype)
 
-    states = 2 if cell == "lstm" else 1
     return {
         "x": dev(rng.standard_normal((T, B, I))),
-        "states": [dev(rng.standard_normal((B, H)) * 0.1) for _ in range(states)],
+        "states": [dev(rng.standard_normal((B, H)) * 0.1) for _ in spec.states],
         "dy": dev(rng.standard_normal((T, B, H))),
-        "weights": [dev(rng.uniform(-k, k, s)) for s in ((G, I), (G, H), (G,), (G,))],
+        "weights": [dev(rng.uniform(-k, k, shapes[name])) for name in PARAMETERS],
     }
 
 
@@ -119,12 +119,10 @@ def describe_choice(cell: str, algo: str, dtype: str, shape: tuple[int, int, int
 
 def _ours(cell: str, inputs: dict[str, Any], fwd_algo: str,
           bwd_algo: str) -> tuple[Callable[[], None], Callable[[], None]]:
-    from cuda_rnn.cuda import gru, lstm, rnn
+    from cuda_rnn.cuda.backend import cell_functions
     from cuda_rnn.cuda.graph import GraphCache
 
-    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
-    forward = getattr(module, f"{cell}_forward")
-    backward = getattr(module, f"{cell}_backward")
+    forward, backward = cell_functions(cell)
     graphs = GraphCache()  # one per benchmark case, as a layer owns one
     x, states, dy, weights = inputs["x"], inputs["states"], inputs["dy"], inputs["weights"]
     no_dstate = [None] * len(states)
@@ -143,7 +141,7 @@ def _cudnn(torch: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
     T, B, I, H = shape
     torch.manual_seed(seed)
     tdtype = getattr(torch, dtype)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    cls = getattr(torch.nn, SPECS[cell].title)  # torch.nn names its classes as the spec does
     module = cls(I, H).to(device="cuda", dtype=tdtype)
     x = torch.randn(T, B, I, device="cuda", dtype=tdtype, requires_grad=True)
     dy = torch.randn(T, B, H, device="cuda", dtype=tdtype)
