@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .arrays import array_module, to_numpy  # array_module: re-exported for the modules above
 from .memory import host_available_bytes
 from .cellspec import Backward, CellSpec, Forward
 from .cuda.algo import check_algo
@@ -125,22 +126,6 @@ def resolve_dtype(dtype: Any, device: str) -> str:
     if name not in allowed:
         raise ValueError(f"dtype: expected one of {allowed} on device {device!r}, got {dtype!r}")
     return name
-
-
-def array_module(device: str) -> ModuleType:
-    """NumPy for "cpu", CuPy for "cuda" (device must already be resolved)."""
-    if device == "cuda":
-        return _cupy_status()[0]
-    return np
-
-
-def to_numpy(a: Any) -> np.ndarray:
-    """Copy a CuPy array (or anything array-like) to a NumPy array."""
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):
-        return a.get()
-    if hasattr(a, "detach"):  # a torch tensor
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
+from .arrays import array_module
 
 Array = Any  # a NumPy or CuPy array
 

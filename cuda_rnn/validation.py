@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import to_numpy
+
 
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an int, which must be >= 1."""
@@ -74,8 +76,6 @@ def check_floating(a: Any, name: str, storage: Any = None) -> None:
 
 def check_finite(a: Any, name: str) -> None:
     """Raise unless every element of the floating array ``a`` is finite (no NaN, no inf)."""
-    from .backend import to_numpy
-
     values = to_numpy(a)
     if values.dtype.kind != "f" and values.dtype.name != "bfloat16":
         return  # storage bits (bfloat16 as uint16) carry no NaN a NumPy test can see
@@ -119,8 +119,6 @@ def state_parts(state: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
 
 def lengths_array(lengths: Any, batch: int, steps: int) -> np.ndarray:
     """Validate per-sequence lengths: shape (batch,), integers in [1, steps]; returns int64."""
-    from .backend import to_numpy
-
     given = to_numpy(lengths)
     if given.shape != (batch,):
         raise ValueError(f"lengths: expected shape ({batch},) (one per sequence), got {given.shape}")
