@@ -41,10 +41,10 @@ import sys
 import cupy
 import numpy as np
 
-import cuda_rnn as cr
+from cuda_rnn.layers import LAYERS
 
 cell, dtype, T, B, H = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
-cls = {"lstm": cr.LSTM, "gru": cr.GRU}[cell]
+cls = LAYERS[cell]
 storage = np.float32 if dtype == "float32" else __import__("ml_dtypes").bfloat16
 rng = np.random.default_rng(0)
 for algo in ("alternating", "persistent"):
