@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import cuda_rnn as cr
+from cuda_rnn.backend import reference_functions
+from cuda_rnn.cellspec import PARAMETERS, SPECS
 from cuda_rnn.cuda import algo
-from cuda_rnn.reference import gru as ref_gru
-from cuda_rnn.reference import lstm as ref_lstm
-from cuda_rnn.reference import rnn as ref_rnn
 from cuda_rnn.reference.gru import gru_backward as ref_gru_backward
 from cuda_rnn.reference.gru import gru_forward as ref_gru_forward
 from cuda_rnn.reference.lstm import (
@@ -249,24 +248,21 @@ def test_every_algo_of_the_layers_matches_the_reference(rng: np.random.Generator
 # Every step loop each cell function runs (the RNN has no persistent kernel).
 STEP_LOOP_CASES = [(cell, loop) for cell in ("lstm", "gru", "rnn") for loop in algo.STEP_LOOPS
                    if (cell, loop) != ("rnn", "persistent")]
-CELL_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-REFERENCE = {"lstm": ref_lstm, "gru": ref_gru, "rnn": ref_rnn}
 
 
 def cell_problem(rng: np.random.Generator, cell: str, T: int, B: int, I: int, H: int,
                  with_lengths: bool) -> dict:
     """Random float64 inputs of one layer-direction call, forward and backward."""
-    G = CELL_GATES[cell] * H
+    spec = SPECS[cell]
+    shapes = spec.parameter_shapes(I, H, bias=True)
     k = 1 / np.sqrt(H)
-    states = 2 if cell == "lstm" else 1
     return {
         "x": rng.standard_normal((T, B, I)),
-        "states": [rng.standard_normal((B, H)) * 0.5 for _ in range(states)],
-        "weights": [rng.uniform(-k, k, (G, I)), rng.uniform(-k, k, (G, H)),
-                    rng.uniform(-k, k, G), rng.uniform(-k, k, G)],
+        "states": [rng.standard_normal((B, H)) * 0.5 for _ in spec.states],
+        "weights": [rng.uniform(-k, k, shapes[name]) for name in PARAMETERS],
         "lengths": random_lengths(rng, T, B) if with_lengths else None,
         "dy": rng.standard_normal((T, B, H)),
-        "dstates": [rng.standard_normal((B, H)) for _ in range(states)],
+        "dstates": [rng.standard_normal((B, H)) for _ in spec.states],
     }
 
 
@@ -274,10 +270,9 @@ def run_cell(cell: str, p: dict, dtype: str, loop: str, graphs) -> tuple[list, l
     """(outputs, gradients) of the device functions on ``p`` rounded to ``dtype``."""
     import cupy
 
-    from cuda_rnn.cuda import gru, lstm, rnn
+    from cuda_rnn.cuda.backend import cell_functions
 
-    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
-    fwd, bwd = getattr(module, f"{cell}_forward"), getattr(module, f"{cell}_backward")
+    fwd, bwd = cell_functions(cell)
     lengths = None if p["lengths"] is None else cupy.asarray(p["lengths"], cupy.int32)
     *outs, cache = fwd(to_device(p["x"], dtype), *[to_device(s, dtype) for s in p["states"]],
                        *[to_device(w, dtype) for w in p["weights"]], lengths,
@@ -289,8 +284,7 @@ def run_cell(cell: str, p: dict, dtype: str, loop: str, graphs) -> tuple[list, l
 
 def reference_cell(cell: str, p: dict, dtype: str) -> tuple[list, list]:
     """(outputs, gradients) of the NumPy reference on the values the device sees."""
-    ref = REFERENCE[cell]
-    fwd, bwd = getattr(ref, f"{cell}_forward"), getattr(ref, f"{cell}_backward")
+    fwd, bwd = reference_functions(cell)
     *outs, cache = fwd(rounded(p["x"], dtype), *[rounded(s, dtype) for s in p["states"]],
                        *[rounded(w, dtype) for w in p["weights"]], p["lengths"])
     grads = bwd(rounded(p["dy"], dtype), *[rounded(s, dtype) for s in p["dstates"]], cache)
@@ -353,13 +347,12 @@ def test_persistent_refuses_what_it_cannot_run(rng: np.random.Generator) -> None
         lstm.lstm_forward(*args, algo="persistent")
 
 
-@pytest.mark.parametrize("cell", sorted(CELL_GATES))
+@pytest.mark.parametrize("cell", sorted(SPECS))
 def test_step_loop_keywords_are_checked_before_any_device_work(
         rng: np.random.Generator, cell: str) -> None:
-    from cuda_rnn.cuda import gru, lstm, rnn
+    from cuda_rnn.cuda.backend import cell_functions
 
-    module = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
-    fwd = getattr(module, f"{cell}_forward")
+    fwd, _ = cell_functions(cell)
     p = cell_problem(rng, cell, 3, 2, 3, 4, with_lengths=False)
     args = [p["x"], *p["states"], *p["weights"]]
     with pytest.raises(ValueError, match=r"algo: expected one of \('alternating', 'graph', "
