@@ -20,6 +20,14 @@ def step_masks(lengths: np.ndarray | None, T: int, dtype: np.dtype) -> np.ndarra
     return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
 
 
+
+def keep_past_end(new: np.ndarray, old: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
+    """``out = old + mask * (new - old)`` in place: a state past its sequence's end (mask 0)
+    keeps its old value, one inside (mask 1) takes the new one."""
+    np.subtract(new, old, out)
+    out *= mask
+    out += old
+
 def input_projection(x: np.ndarray, w_ih: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """Xp = x W_ih^T + bias for all steps at once: one GEMM of (T*B, I) by (I, G*H)."""
     T, B, I = x.shape

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, step_masks
+from .common import add_bias, input_projection, keep_past_end, step_masks
 
 
 class GRUCache(NamedTuple):
@@ -118,9 +118,7 @@ def gru_forward(
         if masks is not None:
             m = masks[t]
             np.multiply(h_new, m, y[t])
-            h_new -= h[t]
-            h_new *= m
-            h_new += h[t]
+            keep_past_end(h_new, h[t], m, h_new)
     cache = GRUCache(x, h, gates, hn, w_ih, w_hh, lengths, b_ih is not None)
     return y, h[T].copy(), cache
 

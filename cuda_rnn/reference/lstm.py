@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, step_masks, weight_gradients
+from .common import add_bias, input_projection, keep_past_end, step_masks, weight_gradients
 
 
 class LSTMCache(NamedTuple):
@@ -112,12 +112,8 @@ def lstm_forward(
         if masks is not None:
             m = masks[t]
             np.multiply(h_new, m, y[t])
-            c_new -= c[t]
-            c_new *= m
-            c_new += c[t]
-            h_new -= h[t]
-            h_new *= m
-            h_new += h[t]
+            keep_past_end(c_new, c[t], m, c_new)
+            keep_past_end(h_new, h[t], m, h_new)
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None)
     return y, h[T].copy(), c[T].copy(), cache
 

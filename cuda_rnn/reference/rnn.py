@@ -18,7 +18,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, sigmoid, step_masks, weight_gradients
+from .common import (
+    add_bias,
+    input_projection,
+    keep_past_end,
+    sigmoid,
+    step_masks,
+    weight_gradients,
+)
 
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 
@@ -98,9 +105,7 @@ def rnn_forward(
         if masks is not None:
             m = masks[t]
             np.multiply(a, m, y[t])
-            np.subtract(a, h[t], h[t + 1])
-            h[t + 1] *= m
-            h[t + 1] += h[t]
+            keep_past_end(a, h[t], m, h[t + 1])
     cache = RNNCache(x, h, act, w_ih, w_hh, lengths, b_ih is not None, nonlinearity)
     return y, h[T].copy(), cache
 
