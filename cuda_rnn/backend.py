@@ -32,7 +32,7 @@ forward(spec, x, states, weights, lengths, algo=..., name=...) -> :class:`Forwar
 backward(spec, dy, dstates, cache, algo=..., name=...) -> :class:`Backward`
     One layer-direction of the cell described by ``spec`` over a time-major sequence, and
     its BPTT; ``states`` in the order of ``spec.states``, ``weights`` (and the returned
-    gradients) in the order of :data:`cuda_rnn.cellspec.PARAMETERS`.
+    gradients) in the order of ``spec.parameters``.
 """
 from __future__ import annotations
 
@@ -214,7 +214,8 @@ class NumPyBackend:
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
                 lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
-        out = reference_functions(spec.cell)[0](x, *states, *weights, lengths, **spec.keywords)
+        positional, keywords = spec.function_arguments(tuple(weights))
+        out = reference_functions(spec.cell)[0](x, *states, *positional, lengths, **keywords)
         return spec.split_forward(out)
 
     def backward(self, spec: CellSpec, dy: Any, dstates: Sequence[Any], cache: Any, *,

@@ -13,9 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cellspec import NONLINEARITIES, PARAMETERS, CellSpec, cell_spec
+from . import init
+from .cellspec import NONLINEARITIES, CellSpec, cell_spec
 from .module import Array, Module
-from .validation import check_floating, check_shape, positive_int, shape_of, state_parts
+from .validation import (
+    check_floating,
+    check_proj_size,
+    check_shape,
+    positive_int,
+    shape_of,
+    state_parts,
+)
 
 
 class _Cell(Module):
@@ -39,13 +47,14 @@ class _Cell(Module):
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self._setup(dtype, device, seed)
+        init.set_forget_bias(self)
         self._stack: list[tuple[Any, bool, int]] = []
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.spec.parameter_shapes(self.input_size, self.hidden_size, self.bias)
 
     def _weights(self) -> tuple[Array, ...]:
-        return tuple(self._params.get(n) for n in PARAMETERS)
+        return tuple(self._params.get(n) for n in self.spec.parameters)
 
     def _clear_saved(self) -> None:
         self._stack = []
@@ -67,11 +76,11 @@ class _Cell(Module):
         check_floating(x, "x", self._params_dtype())
         a = self.backend.asarray(x, self.dtype).reshape(1, B, self.input_size)
         state = state_parts(state, self.spec.states)
-        expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         states = []
-        for s, name in zip(state, self.spec.states):
+        for s, name, H in zip(state, self.spec.states, self.spec.state_sizes(self.hidden_size)):
+            expected = (H,) if unbatched else (B, H)
             if s is None:
-                states.append(self.xp.zeros((B, self.hidden_size), dtype=a.dtype))
+                states.append(self.xp.zeros((B, H), dtype=a.dtype))
             else:
                 check_shape(s, expected, name)
                 check_floating(s, name, self._params_dtype())
@@ -95,27 +104,51 @@ class _Cell(Module):
         if not self._stack:
             raise RuntimeError("backward: no forward step left to backpropagate through")
         cache, unbatched, B = self._stack.pop()
-        g = [self._grad_in(v, unbatched, B, f"d{n}") for v, n in zip(grads, self.spec.states)]
+        sizes = self.spec.state_sizes(self.hidden_size)
+        g = [self._grad_in(v, unbatched, B, f"d{n}", H)
+             for v, n, H in zip(grads, self.spec.states, sizes)]
         dy = self.xp.zeros((1,) + g[0].shape, dtype=g[0].dtype)
         run = self.backend.backward(self.spec, dy, g, cache)
-        for name, grad in zip(PARAMETERS, run.grads):
+        for name, grad in zip(self.spec.parameters, run.grads):
             if grad is not None:
                 self.backend.add_into(self.grads[name], grad)
         return (run.dx[0, 0] if unbatched else run.dx[0]), self._finish(list(run.states), unbatched)
 
-    def _grad_in(self, g: Any, unbatched: bool, B: int, name: str) -> Array:
-        expected = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+    def _grad_in(self, g: Any, unbatched: bool, B: int, name: str, H: int) -> Array:
+        expected = (H,) if unbatched else (B, H)
         if g is None:
-            return self.xp.zeros((B, self.hidden_size), dtype=self._params_dtype())
+            return self.xp.zeros((B, H), dtype=self._params_dtype())
         check_shape(g, expected, name)
         check_floating(g, name, self._params_dtype())
         return self.backend.asarray(g, self.dtype).reshape(B, -1)
 
 
 class LSTMCell(_Cell):
-    """One LSTM step: ``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh, dc)``."""
+    """One LSTM step: ``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh, dc)``.
+
+    proj_size, peephole, forget_gate and forget_bias as for :class:`cuda_rnn.layers.LSTM`
+    (h is then (B, proj_size) and c (B, H)).
+    """
 
     _cell = "lstm"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        proj_size: int = 0,
+        peephole: bool = False,
+        forget_gate: bool = True,
+        forget_bias: float | None = None,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        check_proj_size(proj_size, hidden_size)
+        super().__init__(input_size, hidden_size, bias, dtype, device, seed,
+                         proj_size=proj_size, peephole=peephole, forget_gate=forget_gate,
+                         forget_bias=forget_bias)
 
     def __call__(self, x: Any, state: Any = None) -> tuple[Array, Array]:
         return self._step(x, state)

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
+
 CELLS = ("rnn", "lstm", "gru")
 #: Nonlinearities of the vanilla RNN; a kernel's code for one is its index (enum Nonlinearity
 #: in kernels_cu/rnn.cu).
@@ -35,6 +37,9 @@ NONLINEARITIES = ("tanh", "relu", "sigmoid")
 MODEL_CELLS = ("lstm", "gru") + tuple(f"rnn-{n}" for n in NONLINEARITIES)
 #: The cell functions' weight arguments, and the order in which backward returns their grads.
 PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+#: The LSTM variants' own parameters, after :data:`PARAMETERS` in that order, and the keyword
+#: of the cell functions that takes each.
+VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch"}
 DIRECTIONS = ("forward", "backward")
 
 
@@ -121,9 +126,26 @@ class Options:
 
     nonlinearity : the vanilla RNN's, one of :data:`NONLINEARITIES` (the gated cells have
         fixed ones and take only "tanh", the default).
+    proj_size : LSTM only: P > 0 projects h' = o * tanh(c) to h = W_hr h' of size P, as
+        torch.nn.LSTM(proj_size=P); 0 for none.
+    peephole : LSTM only: the gates i, f (from c_{t-1}) and o (from c_t) also read the cell
+        through the diagonal weights ``weight_ch``.
+    forget_gate : LSTM only: False is the original LSTM without a forget gate,
+        c_t = c_{t-1} + i * g (gates i, g, o).
+    forget_bias : LSTM only: None keeps PyTorch's initialisation; a float sets the forget
+        gate's rows of b_ih to it and of b_hh to 0 after it.
     """
 
     nonlinearity: str = "tanh"
+    proj_size: int = 0
+    peephole: bool = False
+    forget_gate: bool = True
+    forget_bias: float | None = None
+
+    @property
+    def lstm_variant(self) -> bool:
+        """Whether an LSTM option other than forget_bias (an initialisation) is set."""
+        return bool(self.proj_size or self.peephole or not self.forget_gate)
 
 
 @dataclass(frozen=True)
@@ -177,7 +199,44 @@ class CellSpec:
     @property
     def keywords(self) -> dict[str, Any]:
         """The options as keywords of the public classes and of the cell functions."""
-        return {"nonlinearity": self.options.nonlinearity} if self.cell == "rnn" else {}
+        if self.cell == "rnn":
+            return {"nonlinearity": self.options.nonlinearity}
+        if self.cell == "lstm":
+            o = self.options
+            return {"proj_size": o.proj_size, "peephole": o.peephole,
+                    "forget_gate": o.forget_gate, "forget_bias": o.forget_bias}
+        return {}
+
+    @property
+    def function_keywords(self) -> dict[str, Any]:
+        """The options the cell functions take (forget_bias is an initialisation only)."""
+        if self.cell == "lstm" and self.options.lstm_variant:
+            return {"forget_gate": self.options.forget_gate}
+        return {k: v for k, v in self.keywords.items() if k == "nonlinearity"}
+
+    def function_arguments(self, weights: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The cell functions' weight arguments from ``weights`` in :attr:`parameters` order:
+        those of :data:`PARAMETERS` positional, the variants' as keywords with the options."""
+        n = len(PARAMETERS)
+        named = {VARIANT_PARAMETERS[p]: w for p, w in zip(self.parameters[n:], weights[n:])}
+        return tuple(weights[:n]), {**named, **self.function_keywords}
+
+    def output_size(self, hidden_size: int) -> int:
+        """P': the size of h and y, proj_size when the LSTM projects, else H."""
+        return self.options.proj_size or hidden_size
+
+    def state_sizes(self, hidden_size: int) -> tuple[int, ...]:
+        """The size of each state of :attr:`states`: h is P', the LSTM's c is H."""
+        return tuple(self.output_size(hidden_size) if s == "h" else hidden_size
+                     for s in self.states)
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The weight arguments of the cell functions (and their grads), unsuffixed, in order:
+        :data:`PARAMETERS`, then those of :data:`VARIANT_PARAMETERS` the options add."""
+        extra = (("weight_hr",) if self.options.proj_size else ()) + (
+            ("weight_ch",) if self.options.peephole else ())
+        return PARAMETERS + extra
 
     def split_forward(self, out: tuple[Any, ...], algo_used: str = "",
                       algo_reason: str = "") -> Forward:
@@ -196,10 +255,14 @@ class CellSpec:
                          suffix: str = "") -> dict[str, tuple[int, ...]]:
         """Name -> shape of one layer-direction's parameters (names end in ``suffix``), in the
         order of :data:`PARAMETERS`."""
-        GH = self.gates * hidden_size
-        shapes = {f"weight_ih{suffix}": (GH, input_size), f"weight_hh{suffix}": (GH, hidden_size)}
+        GH, P = self.gates * hidden_size, self.output_size(hidden_size)
+        shapes = {f"weight_ih{suffix}": (GH, input_size), f"weight_hh{suffix}": (GH, P)}
         if bias:
             shapes.update({f"bias_ih{suffix}": (GH,), f"bias_hh{suffix}": (GH,)})
+        if self.options.proj_size:
+            shapes[f"weight_hr{suffix}"] = (P, hidden_size)
+        if self.options.peephole:
+            shapes[f"weight_ch{suffix}"] = ((self.gates - 1) * hidden_size,)
         return shapes
 
     def layer_parameter_shapes(self, input_size: int, hidden_size: int, num_layers: int,
@@ -207,7 +270,7 @@ class CellSpec:
         """Name -> shape of every parameter of a layer stack, with PyTorch's names."""
         shapes: dict[str, tuple[int, ...]] = {}
         for layer in range(num_layers):
-            in_size = input_size if layer == 0 else num_directions * hidden_size
+            in_size = input_size if layer == 0 else num_directions * self.output_size(hidden_size)
             for d in range(num_directions):
                 shapes.update(self.parameter_shapes(in_size, hidden_size, bias,
                                                     parameter_suffix(layer, d)))
@@ -315,8 +378,9 @@ def _rnn(options: Options) -> CellSpec:
 
 
 def _lstm(options: Options) -> CellSpec:
+    gate_names = ("i", "f", "g", "o") if options.forget_gate else ("i", "g", "o")
     return CellSpec(
-        cell="lstm", title="LSTM", options=options, gate_names=("i", "f", "g", "o"),
+        cell="lstm", title="LSTM", options=options, gate_names=gate_names,
         states=("h", "c"),
         buffers={
             "gates": Buffer(("T", "B", "G"), "storage", "saved gates i, f, g, o"),
@@ -366,11 +430,38 @@ def cell_spec(cell: str, **options: Any) -> CellSpec:
     unknown = sorted(set(options) - set(Options.__dataclass_fields__))
     if unknown:
         raise TypeError(f"{cell}: unexpected keyword argument(s) {unknown}")
-    opts = Options(**options)
+    opts = _checked(cell, Options(**options))
+    return _spec(cell, opts)
+
+
+def _checked(cell: str, opts: Options) -> Options:
+    """``opts`` with its values normalised, or a ValueError naming the option."""
     allowed = NONLINEARITIES if cell == "rnn" else ("tanh",)
     if opts.nonlinearity not in allowed:
         raise ValueError(f"nonlinearity: expected one of {allowed}, got {opts.nonlinearity!r}")
-    return _spec(cell, opts)
+    lstm = Options(nonlinearity=opts.nonlinearity)
+    if cell != "lstm":
+        for name in ("proj_size", "peephole", "forget_gate", "forget_bias"):
+            if getattr(opts, name) != getattr(lstm, name):
+                raise ValueError(f"{name}: an LSTM option; expected the default "
+                                 f"{getattr(lstm, name)!r} for the {cell}, got "
+                                 f"{getattr(opts, name)!r}")
+        return opts
+    if isinstance(opts.proj_size, bool) or not isinstance(opts.proj_size, (int, np.integer)) \
+            or opts.proj_size < 0:
+        raise ValueError(f"proj_size: expected an int >= 0, got {opts.proj_size!r}")
+    forget_bias = opts.forget_bias
+    if forget_bias is not None:
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.number)) \
+                or not np.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected None or a finite float, got {forget_bias!r}")
+        if not opts.forget_gate:
+            raise ValueError("forget_bias: expected None with forget_gate=False (there is no "
+                             f"forget gate to bias), got {forget_bias!r}")
+        forget_bias = float(forget_bias)
+    return Options(nonlinearity=opts.nonlinearity, proj_size=int(opts.proj_size),
+                   peephole=bool(opts.peephole), forget_gate=bool(opts.forget_gate),
+                   forget_bias=forget_bias)
 
 
 def model_cell_spec(name: str) -> CellSpec:

@@ -34,3 +34,28 @@ def uniform(
         stop = min(start + CHUNK, size)
         out[start:stop] = backend.asarray(rng.uniform(-bound, bound, stop - start), dtype, device)
     return out.reshape(shape)
+
+
+def set_forget_bias(module: Any) -> None:
+    """Apply ``module.spec.options.forget_bias`` to a layer's or cell's initial biases: the
+    forget gate's rows of every ``bias_ih*`` set to it, those of ``bias_hh*`` to 0 (nothing
+    when it is None).
+
+    Raises
+    ------
+    ValueError
+        For a forget_bias with ``bias=False``.
+    """
+    spec = module.spec
+    value = spec.options.forget_bias
+    if value is None:
+        return
+    if not module.bias:
+        raise ValueError(f"forget_bias: expected None with bias=False (no bias to set), "
+                         f"got {value!r}")
+    k = spec.gate_names.index("f")
+    H = module.hidden_size
+    for name, p in module.parameters().items():
+        if name.startswith(("bias_ih", "bias_hh")):
+            rows = np.full(H, value if name.startswith("bias_ih") else 0.0)
+            p[k * H : (k + 1) * H] = module.backend.asarray(rows, module.dtype)

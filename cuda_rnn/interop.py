@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .cellspec import SPECS
+from .cellspec import SPECS, Options
 from .layers import LAYERS
 
 Layer = Any  # a cuda_rnn.RNN, LSTM or GRU
@@ -51,16 +51,14 @@ def layer_config(module: Any) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        For a module type or an option that cuda_rnn does not support (LSTM ``proj_size``).
+        For a module type that cuda_rnn does not support.
     """
     cls = layer_class(module)
-    proj_size = getattr(module, "proj_size", 0)
-    if proj_size:
-        raise ValueError(
-            f"module.proj_size: expected 0 (cuda_rnn has no LSTM projections), got {proj_size}"
-        )
+    default = Options()
     config = {name: getattr(module, name) for name in _OPTIONS}
-    config.update({name: getattr(module, name) for name in SPECS[cls._cell].keywords})
+    # torch.nn.LSTM has proj_size only; cuda_rnn.torch.LSTM has every variant.
+    config.update({name: getattr(module, name, getattr(default, name))
+                   for name in SPECS[cls._cell].keywords})
     return config
 
 
@@ -170,8 +168,10 @@ def to_torch(layer: Layer) -> Any:
     Raises
     ------
     ValueError
-        For a layer that is not a cuda_rnn RNN, LSTM or GRU, or an RNN whose nonlinearity
-        torch.nn.RNN lacks ("sigmoid"; cuda_rnn.torch.RNN has it).
+        For a layer that is not a cuda_rnn RNN, LSTM or GRU, an RNN whose nonlinearity
+        torch.nn.RNN lacks ("sigmoid"; cuda_rnn.torch.RNN has it), or an LSTM with peepholes
+        or without a forget gate (cuda_rnn.torch.LSTM has them). proj_size carries over;
+        forget_bias, an initialisation, is in the copied biases.
     """
     import torch
 
@@ -188,7 +188,16 @@ def to_torch(layer: Layer) -> Any:
                 f"layer.nonlinearity: expected 'tanh' or 'relu' for torch.nn.RNN, "
                 f"got {layer.nonlinearity!r} (cuda_rnn.torch.RNN supports it)"
             )
-    config.update(layer.spec.keywords)
+    options = layer.spec.options
+    if torch_cls is torch.nn.LSTM:
+        if options.peephole or not options.forget_gate:
+            raise ValueError(
+                f"layer: expected an LSTM without peepholes and with a forget gate for "
+                f"torch.nn.LSTM, got peephole={options.peephole}, "
+                f"forget_gate={options.forget_gate} (cuda_rnn.torch.LSTM supports them)")
+        config["proj_size"] = options.proj_size
+    elif torch_cls is torch.nn.RNN:
+        config["nonlinearity"] = options.nonlinearity
     device = "cuda" if layer.device == "cuda" else "cpu"
     module = torch_cls(**config, device=device, dtype=getattr(torch, layer.dtype))
     with torch.no_grad(), cuda_scope(torch.device(device)):

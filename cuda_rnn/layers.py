@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, memory
-from .cellspec import NONLINEARITIES, PARAMETERS, CellSpec, cell_spec, parameter_suffix
+from . import backend, init, memory
+from .cellspec import NONLINEARITIES, CellSpec, Options, cell_spec, parameter_suffix
 from .module import Array, Module
 from .profiling import nvtx_range
 from .validation import (
     check_floating,
+    check_proj_size,
     check_shape,
     lengths_array,
     positive_int,
@@ -91,6 +92,7 @@ class _Recurrent(Module):
         self.dropout = probability(dropout, "dropout")
         self.bidirectional = bool(bidirectional)
         self._setup(dtype, device, seed)
+        init.set_forget_bias(self)
         self.algo = self.backend.check_algo(algo)
         self.algo_used = ""  # what the last CUDA call ran, and why (see cuda_rnn.cuda.algo)
         self.algo_reason = ""
@@ -101,9 +103,14 @@ class _Recurrent(Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def output_size(self) -> int:
+        """P' per direction: the size of h and y (proj_size when the LSTM projects, else H)."""
+        return self.spec.output_size(self.hidden_size)
+
     def _names(self, layer: int, direction: int) -> tuple[str, ...]:
         suffix = parameter_suffix(layer, direction)
-        return tuple(f"{p}{suffix}" for p in PARAMETERS)
+        return tuple(f"{p}{suffix}" for p in self.spec.parameters)
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.spec.layer_parameter_shapes(self.input_size, self.hidden_size,
@@ -162,11 +169,11 @@ class _Recurrent(Module):
     ) -> list[Array]:
         """States as a list (h0[, c0]) of (L*D, B, H) arrays, zeros where None; ``names``
         (default h0[, c0]) name them in errors."""
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        LD = self.num_layers * self.num_directions
         names = names or self.spec.initial_state_names
         state = state_parts(state, names)
         out = []
-        for s, name in zip(state, names):
+        for s, name, H in zip(state, names, self.spec.state_sizes(self.hidden_size)):
             if s is None:
                 out.append(self.xp.zeros((LD, batch, H), dtype=self._params_dtype()))
                 continue
@@ -228,7 +235,7 @@ class _Recurrent(Module):
         states = self._prepare_state(state, B, unbatched)
         lens_dev = None if lens is None else self.xp.asarray(lens, dtype=self.xp.int32)
         rev_index = self._reverse_index(lens, T)
-        D, H = self.num_directions, self.hidden_size
+        D = self.num_directions
         finals = [[None] * (self.num_layers * D) for _ in states]
         layers_saved = []
         inp = x_tm
@@ -252,7 +259,7 @@ class _Recurrent(Module):
                 out = outs[0].copy() if D == 1 else self.xp.concatenate(outs, axis=2)
                 mask = None
                 if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                    mask = self._dropout_mask((T, B, D * H))
+                    mask = self._dropout_mask((T, B, D * self.output_size))
                     out = self.backend.multiply(out, mask)
                 layers_saved.append((caches, mask))
                 inp = out
@@ -289,7 +296,7 @@ class _Recurrent(Module):
         saved = self._saved
         T, B = saved["shape"]
         unbatched = saved["unbatched"]
-        D, H = self.num_directions, self.hidden_size
+        D, H = self.num_directions, self.output_size
         y_shape = (T, D * H) if unbatched else (
             (B, T, D * H) if self.batch_first else (T, B, D * H)
         )
@@ -336,7 +343,7 @@ class _Recurrent(Module):
         return dx_out, self._pack_state(dstate0)
 
     def __repr__(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self.spec.keywords.items())
+        extra = "".join(f", {k}={v!r}" for k, v in _shown_options(self.spec).items())
         return (
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}, bias={self.bias}, batch_first={self.batch_first}, "
@@ -350,9 +357,46 @@ class LSTM(_Recurrent):
 
     ``y, (h_n, c_n) = lstm(x, (h0, c0), lengths=None)``;
     ``dx, (dh0, dc0) = lstm.backward(dy, (dh_n, dc_n))``.
+
+    Besides the arguments of every layer stack, the variants of
+    :class:`cuda_rnn.cellspec.Options`, in any combination:
+
+    proj_size : P > 0 gives h and y of size P through ``weight_hr_l{k}`` (P, H), exactly as
+        torch.nn.LSTM(proj_size=P); c stays H.
+    peephole : adds ``weight_ch_l{k}`` (3H,) = [w_ci; w_cf; w_co] ((2H,) without a forget gate).
+    forget_gate : False runs the original LSTM, c_t = c_{t-1} + i * g (G = 3: i, g, o).
+    forget_bias : a float sets the forget rows of every b_ih to it and of b_hh to 0 at init.
+
+    On "cuda" proj_size, peephole and forget_gate=False raise NotImplementedError at the first
+    forward for now.
     """
 
     _cell = "lstm"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        peephole: bool = False,
+        forget_gate: bool = True,
+        forget_bias: float | None = None,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+        algo: str = "alternating",
+    ) -> None:
+        check_proj_size(proj_size, hidden_size)
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype, device, seed, algo, proj_size=proj_size, peephole=peephole,
+            forget_gate=forget_gate, forget_bias=forget_bias,
+        )
 
 
 class GRU(_Recurrent):
@@ -398,6 +442,14 @@ class RNN(_Recurrent):
     def nonlinearity(self) -> str:
         """"tanh", "relu" or "sigmoid"."""
         return self.spec.options.nonlinearity
+
+
+def _shown_options(spec: CellSpec) -> dict[str, Any]:
+    """The options a repr names: the RNN's nonlinearity, and every other one not at its
+    default."""
+    default = Options()
+    return {k: v for k, v in spec.keywords.items()
+            if k == "nonlinearity" or v != getattr(default, k)}
 
 
 #: The layer class of each cell of :mod:`cuda_rnn.cellspec`.

@@ -316,12 +316,15 @@ class _KernelRecurrent:
             return None
         D = 2 if self.bidirectional else 1
         T = x.shape[1 if self.batch_first else 0]
-        state_shape = (self.num_layers * D, 0, self.hidden_size)
+        P = getattr(self, "proj_size", 0) or self.hidden_size
+        shapes = []
         for name, s in states.items():
-            if s is not None and tuple(s.shape) != state_shape:
-                raise ValueError(f"{name}: expected shape {state_shape}, got {tuple(s.shape)}")
-        y_shape = (0, T, D * self.hidden_size) if self.batch_first else (T, 0, D * self.hidden_size)
-        return (y_shape, *([state_shape] * len(states)))
+            shape = (self.num_layers * D, 0, P if name == "h0" else self.hidden_size)
+            if s is not None and tuple(s.shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(s.shape)}")
+            shapes.append(shape)
+        y_shape = (0, T, D * P) if self.batch_first else (T, 0, D * P)
+        return (y_shape, *shapes)
 
     def forward(self, input: Any, hx: Any = None, *, lengths: Any = None) -> tuple[Any, Any]:
         """Run the stack like torch.nn.LSTM / GRU / RNN, on cuda_rnn's kernels.
@@ -377,14 +380,14 @@ class _KernelRecurrent:
 
 
 class LSTM(_KernelRecurrent, nn.LSTM):
-    """torch.nn.LSTM on cuda_rnn's kernels; same constructor, without ``proj_size``, plus
+    """torch.nn.LSTM on cuda_rnn's kernels; same constructor (``proj_size`` included), plus
     ``algo=`` (keyword only): the CUDA step loop of the cuda_rnn layer, "alternating",
     "graph", "persistent" or "auto" (see :class:`cuda_rnn.LSTM`); ignored on the CPU.
 
     Raises
     ------
     ValueError
-        For ``proj_size`` other than 0, or an unknown ``algo``.
+        For an unknown ``algo``.
     """
 
     _layer_cls = _layers.LSTM
@@ -392,7 +395,6 @@ class LSTM(_KernelRecurrent, nn.LSTM):
     def __init__(self, *args: Any, algo: str = _default_algo(_layers.LSTM),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        interop.layer_config(self)  # raises for what the kernels lack (proj_size)
         self.algo = algo
 
 

@@ -27,6 +27,14 @@ def probability(value: Any, name: str) -> float:
     return p
 
 
+def check_proj_size(proj_size: Any, hidden_size: Any) -> None:
+    """A ValueError unless ``proj_size`` is an int in [0, hidden_size) (torch.nn.LSTM's rule)."""
+    ok = isinstance(proj_size, (int, np.integer)) and not isinstance(proj_size, bool)
+    if not ok or proj_size < 0 or (proj_size and proj_size >= hidden_size):
+        raise ValueError(f"proj_size: expected an int, 0 or in [1, hidden_size={hidden_size}), "
+                         f"got {proj_size!r}")
+
+
 def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     """``value``, which must be one of ``allowed``."""
     if value not in allowed:

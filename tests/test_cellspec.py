@@ -97,4 +97,4 @@ def test_model_cell_names_and_option_errors() -> None:
     with pytest.raises(ValueError, match=r"nonlinearity: expected one of \('tanh',\), got"):
         cell_spec("lstm", nonlinearity="relu")
     with pytest.raises(TypeError, match="unexpected keyword"):
-        cr.LSTM(2, 3, device="cpu", peephole=True)
+        cell_spec("lstm", gate_count=3)

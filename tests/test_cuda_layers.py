@@ -85,3 +85,30 @@ def test_cuda_layer_matches_cpu_layer(rng: np.random.Generator, cell: str, confi
     assert sorted(gpu.grads) == sorted(cpu.grads)
     for name in cpu.grads:
         _close(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forget_bias_lstm_matches_cpu(dtype: str) -> None:
+    import cuda_rnn as cr
+
+    rng = np.random.default_rng(11)
+    cpu = cr.LSTM(3, 5, num_layers=2, forget_bias=1.0, dtype=dtype, device="cpu", seed=3)
+    gpu = cr.LSTM(3, 5, num_layers=2, forget_bias=1.0, dtype=dtype, device="cuda", seed=3)
+    for name, p in cpu.parameters().items():
+        _close(gpu.parameters()[name], p, dtype, name)
+    x = rng.standard_normal((6, 2, 3))
+    y_cpu, _ = cpu(x)
+    y_gpu, _ = gpu(x)
+    _close(y_gpu, y_cpu, dtype, "y")
+
+
+@pytest.mark.parametrize("options", [dict(proj_size=2), dict(peephole=True),
+                                     dict(forget_gate=False)],
+                         ids=["proj", "peephole", "no-forget-gate"])
+def test_lstm_variants_without_kernels_say_so(options: dict) -> None:
+    import cuda_rnn as cr
+
+    layer = cr.LSTM(3, 5, device="cuda", **options)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    with pytest.raises(NotImplementedError, match=r"CUDA kernels run only .* use device='cpu'"):
+        layer(x)

@@ -99,10 +99,26 @@ def test_round_trip_copies_weights_and_nonlinearity(rng: np.random.Generator) ->
     assert not np.allclose(layer.parameters()["weight_hh_l0"], module.weight_hh_l0.detach().numpy())
 
 
-def test_from_torch_rejects_projections(rng: np.random.Generator) -> None:
-    module = torch.nn.LSTM(3, 5, proj_size=2)
-    with pytest.raises(ValueError, match=r"proj_size: expected 0 .* got 2"):
-        interop.from_torch(module)
+def test_projection_round_trip(rng: np.random.Generator) -> None:
+    module = torch.nn.LSTM(3, 5, proj_size=2, num_layers=2, bidirectional=True).double()
+    layer = interop.from_torch(module)
+    assert layer.spec.options.proj_size == 2
+    x = rng.standard_normal((4, 3, 3))
+    y, (h, c) = layer(x)
+    y_ref, (h_ref, c_ref) = module(torch.from_numpy(x))
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert h.shape == (4, 3, 2) and c.shape == (4, 3, 5)
+    np.testing.assert_allclose(c, c_ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    back = interop.to_torch(layer)
+    assert back.proj_size == 2
+    for name, p in module.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name].numpy(), p.numpy())
+
+
+def test_to_torch_rejects_peepholes() -> None:
+    layer = cr.LSTM(3, 5, peephole=True, device="cpu")
+    with pytest.raises(ValueError, match=r"peephole=True"):
+        interop.to_torch(layer)
 
 
 def test_from_torch_rejects_other_modules() -> None:

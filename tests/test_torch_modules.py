@@ -48,7 +48,7 @@ def _inputs(kind: str, module: torch.nn.Module, rng: np.random.Generator, T: int
             B: int = 4, dtype: torch.dtype = torch.float64):
     x = _randn(rng, *((B, T, 3) if module.batch_first else (T, B, 3)), dtype=dtype)
     LD, H = module.num_layers * (2 if module.bidirectional else 1), module.hidden_size
-    h0 = _randn(rng, LD, B, H, dtype=dtype)
+    h0 = _randn(rng, LD, B, getattr(module, "proj_size", 0) or H, dtype=dtype)
     hx = (h0, _randn(rng, LD, B, H, dtype=dtype)) if kind == "lstm" else h0
     return x, hx
 
@@ -313,9 +313,33 @@ def test_input_dtype_must_match_weights(rng: np.random.Generator) -> None:
         ours(_randn(rng, 4, 2, 3, dtype=torch.float32))
 
 
-def test_lstm_rejects_projections() -> None:
-    with pytest.raises(ValueError, match=r"proj_size: expected 0 .* got 2"):
-        crt.LSTM(3, 5, proj_size=2)
+@pytest.mark.parametrize("options", [{"proj_size": 2}, {"proj_size": 3, "num_layers": 2,
+                                      "bidirectional": True, "batch_first": True}],
+                         ids=["proj", "proj-2layers-bidirectional"])
+def test_lstm_projections_match_torch(options: dict, rng: np.random.Generator) -> None:
+    ref, ours = _pair("lstm", rng, **options)
+    assert "weight_hr_l0" in dict(ours.named_parameters())
+    x, hx = _inputs("lstm", ours, rng)
+    assert hx[0].shape[-1] == options["proj_size"]
+    _compare("lstm", ref, ours, x, hx, rng, rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_projection_with_packed_input_matches_torch(rng: np.random.Generator) -> None:
+    ref, ours = _pair("lstm", rng, proj_size=2, bidirectional=True)
+    x = _randn(rng, 6, 3, 3)
+
+    def packed():
+        return pack_padded_sequence(x, torch.tensor([6, 2, 4]), enforce_sorted=False)
+
+    (y_ref, (h_ref, c_ref)), (y, (h, c)) = ref(packed()), ours(packed())
+    torch.testing.assert_close(y.data, y_ref.data, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(c, c_ref, rtol=1e-10, atol=1e-12)
+    w = torch.from_numpy(rng.standard_normal(y.data.shape))
+    g_ref = torch.autograd.grad((y_ref.data * w).sum(), [x, *ref.parameters()])
+    g = torch.autograd.grad((y.data * w).sum(), [x, *ours.parameters()])
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_rnn_rejects_unknown_nonlinearity() -> None:

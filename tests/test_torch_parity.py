@@ -51,6 +51,8 @@ def _compare(cell, rng, T, B, I, H, lengths=None, **kw):
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
     state = random_state(rng, cell, (L * D, B, H))
     state = state if isinstance(state, tuple) else (state,)
+    if kwargs.get("proj_size"):
+        state = (state[0][..., : kwargs["proj_size"]].copy(), state[1])
     y, fin = ours(x, state if cell == "lstm" else state[0], lengths)
     fin = fin if isinstance(fin, tuple) else (fin,)
     dy = rng.standard_normal(y.shape)
@@ -93,6 +95,16 @@ def test_lengths_match_pack_padded_sequence(rng, cell, bidirectional, batch_firs
     lengths = np.array([7, 3, 1, 5, 7])
     _compare(cell, rng, T=7, B=5, I=4, H=3, lengths=lengths, num_layers=2,
              bidirectional=bidirectional, batch_first=batch_first)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(num_layers=2, bidirectional=True),
+                                dict(num_layers=2, bidirectional=True, batch_first=True,
+                                     bias=False)],
+                         ids=["one-layer", "2layers-bidirectional", "batch-first-no-bias"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_projections_match_torch(rng, kw, with_lengths):
+    lengths = np.array([7, 3, 1, 5]) if with_lengths else None
+    _compare("lstm", rng, T=7, B=4, I=5, H=6, lengths=lengths, proj_size=3, **kw)
 
 
 def test_relu_rnn_matches_torch(rng):

@@ -120,12 +120,25 @@ class CudaBackend:
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
                 lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
-        """One layer-direction over a time-major sequence (``<cell>_forward``)."""
+        """One layer-direction over a time-major sequence (``<cell>_forward``).
+
+        Raises
+        ------
+        NotImplementedError
+            For an LSTM with proj_size, peephole or forget_gate=False: the CUDA kernels do not
+            run these yet (the NumPy path on device="cpu" does).
+        """
+        if spec.options.lstm_variant:
+            o = spec.options
+            raise NotImplementedError(
+                f"LSTM(proj_size={o.proj_size}, peephole={o.peephole}, "
+                f"forget_gate={o.forget_gate}): the CUDA kernels run only proj_size=0, "
+                "peephole=False, forget_gate=True for now; use device='cpu'")
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[1].shape[1],
                              self.storage_name(x))
         out = cell_functions(spec.cell)[0](
-            x, *states, *weights, lengths, **spec.keywords,
+            x, *states, *weights, lengths, **spec.function_keywords,
             name=name or f"cuda_rnn/{spec.cell}/forward", algo=choice.used, graphs=self.graphs)
         return spec.split_forward(out, choice.used, choice.reason)
 

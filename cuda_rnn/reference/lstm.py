@@ -1,20 +1,25 @@
-"""LSTM forward over a sequence and its exact reverse-time BPTT, in NumPy.
+"""LSTM forward over a sequence and its exact reverse-time BPTT, in NumPy, with the variants.
 
-Gates in PyTorch order i, f, g, o, each a block of H columns of the (B, 4H) pre-activation:
+Gates in PyTorch order i, f, g, o (i, g, o without a forget gate), each a block of H columns of
+the (B, G*H) pre-activation:
 
-    i = sigmoid(a_i)   f = sigmoid(a_f)   g = tanh(a_g)   o = sigmoid(a_o)
     a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
-    c_t = f * c_{t-1} + i * g          h_t = o * tanh(c_t)
+    a_i += w_ci * c_{t-1};  a_f += w_cf * c_{t-1}            (peephole)
+    i = sigmoid(a_i)   f = sigmoid(a_f) (1 without a forget gate)   g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g
+    a_o += w_co * c_t                                        (peephole)
+    o = sigmoid(a_o)   m_t = o * tanh(c_t)   h_t = m_t, or W_hr m_t with a projection
 
 Backward, from dh_t and dc_t (the loss's gradients with respect to h_t and c_t through step
 t+1; dh_n and dc_n at t = T-1):
 
-    dh = dh_t + dy_t                   dc = dc_t + dh * o * (1 - tanh(c_t)^2)
-    da_i = dc * g * i (1 - i)          da_f = dc * c_{t-1} * f (1 - f)
-    da_g = dc * i * (1 - g^2)          da_o = dh * tanh(c_t) * o (1 - o)
-    dc_{t-1} = dc * f                  dh_{t-1} = da W_hh
+    dh = dh_t + dy_t                   dm = dh (dh W_hr with a projection; dW_hr += dh^T m_t)
+    da_o = dm * tanh(c_t) * o (1 - o)
+    dc = dc_t + dm * o * (1 - tanh(c_t)^2) + da_o * w_co
+    da_i = dc * g * i (1 - i)          da_f = dc * c_{t-1} * f (1 - f)     da_g = dc * i * (1 - g^2)
+    dc_{t-1} = dc * f + da_i * w_ci + da_f * w_cf           dh_{t-1} = da W_hh
 
-The factors after dc and dh_t are local derivatives of step t; they do not depend on the
+The factors after dc and dm are local derivatives of step t; they do not depend on the
 recursion, so backward computes them for all steps at once and the loop multiplies them in.
 
 With ``lengths``, a sequence past its end keeps its state (h_t = h_{t-1}, c_t = c_{t-1}) and
@@ -33,20 +38,36 @@ class LSTMCache(NamedTuple):
     """What backward needs: inputs, every state, post-activation gates and tanh(c_t)."""
 
     x: np.ndarray  # (T, B, I)
-    h: np.ndarray  # (T+1, B, H): h_0 .. h_T (masked states)
+    h: np.ndarray  # (T+1, B, P'): h_0 .. h_T (masked states)
     c: np.ndarray  # (T+1, B, H)
-    gates: np.ndarray  # (T, B, 4H): i, f, g, o after their nonlinearities
+    gates: np.ndarray  # (T, B, G*H): i, f, g, o (i, g, o) after their nonlinearities
     tanh_c: np.ndarray  # (T, B, H): tanh of the unmasked new cell state
     w_ih: np.ndarray
     w_hh: np.ndarray
     lengths: np.ndarray | None
     has_bias: bool
+    m: np.ndarray | None  # (T, B, H): o * tanh(c_t) before the projection, or None
+    w_hr: np.ndarray | None
+    w_ch: np.ndarray | None
+    forget_gate: bool
 
 
-def _gate_blocks(gates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Views i, f, g, o of (..., 4H) gate columns, each (..., H)."""
-    i, f, g, o = np.split(gates, 4, axis=-1)
-    return i, f, g, o
+def _gate_names(forget_gate: bool) -> tuple[str, ...]:
+    return ("i", "f", "g", "o") if forget_gate else ("i", "g", "o")
+
+
+def _gate_blocks(gates: np.ndarray, forget_gate: bool) -> dict[str, np.ndarray]:
+    """Views of the (..., G*H) gate columns by gate name, each (..., H)."""
+    names = _gate_names(forget_gate)
+    return dict(zip(names, np.split(gates, len(names), axis=-1)))
+
+
+def _peepholes(w_ch: np.ndarray | None, forget_gate: bool) -> dict[str, np.ndarray]:
+    """w_ci, w_cf, w_co of ``weight_ch`` by gate name (w_cf only with a forget gate)."""
+    if w_ch is None:
+        return {}
+    names = ("i", "f", "o") if forget_gate else ("i", "o")
+    return dict(zip(names, np.split(w_ch, len(names))))
 
 
 def lstm_forward(
@@ -58,100 +79,147 @@ def lstm_forward(
     b_ih: np.ndarray | None,
     b_hh: np.ndarray | None,
     lengths: np.ndarray | None = None,
+    *,
+    w_hr: np.ndarray | None = None,
+    w_ch: np.ndarray | None = None,
+    forget_gate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LSTMCache]:
     """Run one LSTM layer-direction over a time-major sequence.
 
     Parameters
     ----------
     x : (T, B, I) input.
-    h0, c0 : (B, H) initial states.
-    w_ih : (4H, I); w_hh : (4H, H); b_ih, b_hh : (4H,) or None.
+    h0 : (B, P') and c0 : (B, H) initial states (P' = P with a projection, else H).
+    w_ih : (G*H, I); w_hh : (G*H, P'); b_ih, b_hh : (G*H,) or None; G = 4, or 3 without a
+        forget gate.
     lengths : (B,) integers in [1, T], or None for full-length sequences.
+    w_hr : (P, H) projection, or None.
+    w_ch : peephole weights [w_ci; w_cf; w_co] (3H,), [w_ci; w_co] (2H,) without a forget
+        gate, or None.
+    forget_gate : False for c_t = c_{t-1} + i * g.
 
     Returns
     -------
-    y : (T, B, H) outputs (zero past each sequence's end).
-    h_n, c_n : (B, H) states at each sequence's last valid step.
+    y : (T, B, P') outputs (zero past each sequence's end).
+    h_n, c_n : (B, P') and (B, H) states at each sequence's last valid step.
     cache : what :func:`lstm_backward` needs.
     """
     T, B, _ = x.shape
-    H = w_hh.shape[1]
+    G = len(_gate_names(forget_gate))
+    H = w_ih.shape[0] // G
+    P = w_hh.shape[1]
     dtype = x.dtype
-    # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: halving the rows of the sigmoid gates (i, f, o) in
-    # the weights and bias (exact in floating point) lets one tanh cover all four gates; then
-    # a * scale + shift per column turns tanh into sigmoid on i, f, o and leaves g as it is.
-    scale = np.full(4 * H, 0.5, dtype)
-    scale[2 * H : 3 * H] = 1.0
-    shift = np.full(4 * H, 0.5, dtype)
-    shift[2 * H : 3 * H] = 0.0
+    # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: halving the rows of the sigmoid gates (all but g) in
+    # the weights, bias and peepholes (exact in floating point) lets one tanh cover every gate;
+    # then a * scale + shift per column turns tanh into sigmoid and leaves g as it is.
+    k = _gate_names(forget_gate).index("g")
+    g_cols = slice(k * H, (k + 1) * H)
+    scale = np.full(G * H, 0.5, dtype)
+    scale[g_cols] = 1.0
+    shift = np.full(G * H, 0.5, dtype)
+    shift[g_cols] = 0.0
     bias = add_bias(b_ih, b_hh)
     xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
     w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
-    h = np.empty((T + 1, B, H), dtype)
+    peep = _peepholes(None if w_ch is None else w_ch * 0.5, forget_gate)
+    # With peepholes, o reads the new c_t: the tanh of every other gate (a prefix, o is last)
+    # comes first.
+    front = slice(0, (G - 1) * H) if peep else slice(0, G * H)
+    w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
+    h = np.empty((T + 1, B, P), dtype)
     c = np.empty((T + 1, B, H), dtype)
-    gates = np.empty((T, B, 4 * H), dtype)
+    gates = np.empty((T, B, G * H), dtype)
     tanh_c = np.empty((T, B, H), dtype)
+    m = None if w_hr is None else np.empty((T, B, H), dtype)
     ig = np.empty((B, H), dtype)
     h[0], c[0] = h0, c0
     masks = step_masks(lengths, T, dtype)
-    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
-    i, f, g, o = _gate_blocks(gates)
+    y = np.zeros((T, B, P), dtype) if masks is not None else h[1:]
+    blocks = _gate_blocks(gates, forget_gate)
+    i, g, o = blocks["i"], blocks["g"], blocks["o"]
     for t in range(T):
         a = gates[t]
         np.matmul(h[t], w_hh_t, a)
         a += xp[t]
-        np.tanh(a, a)
-        a *= scale
-        a += shift
+        for name in ("i", "f"):
+            if name in peep:
+                blocks[name][t] += peep[name] * c[t]
+        a_front = a[:, front]
+        np.tanh(a_front, a_front)
+        a_front *= scale[front]
+        a_front += shift[front]
         c_new, h_new = c[t + 1], h[t + 1]
-        np.multiply(f[t], c[t], c_new)
         np.multiply(i[t], g[t], ig)
-        c_new += ig
+        if forget_gate:
+            np.multiply(blocks["f"][t], c[t], c_new)
+            c_new += ig
+        else:
+            np.add(c[t], ig, c_new)
+        if peep:
+            o_t = o[t]
+            o_t += peep["o"] * c_new
+            np.tanh(o_t, o_t)
+            o_t *= 0.5
+            o_t += 0.5
         np.tanh(c_new, tanh_c[t])
-        np.multiply(o[t], tanh_c[t], h_new)
+        if m is None:
+            np.multiply(o[t], tanh_c[t], h_new)
+        else:
+            np.multiply(o[t], tanh_c[t], m[t])
+            np.matmul(m[t], w_hr_t, h_new)
         if masks is not None:
-            m = masks[t]
-            np.multiply(h_new, m, y[t])
-            keep_past_end(c_new, c[t], m, c_new)
-            keep_past_end(h_new, h[t], m, h_new)
-    cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None)
+            mask = masks[t]
+            np.multiply(h_new, mask, y[t])
+            keep_past_end(c_new, c[t], mask, c_new)
+            keep_past_end(h_new, h[t], mask, h_new)
+    cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None, m, w_hr,
+                      w_ch, forget_gate)
     return y, h[T].copy(), c[T].copy(), cache
 
 
 def lstm_backward(
     dy: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, cache: LSTMCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
-           np.ndarray | None]:
+) -> tuple[np.ndarray | None, ...]:
     """Backpropagate through time over the sequence of the matching :func:`lstm_forward`.
 
     Parameters
     ----------
-    dy : (T, B, H) gradient of the loss with respect to y.
-    dh_n, dc_n : (B, H) gradients with respect to the final states.
+    dy : (T, B, P') gradient of the loss with respect to y.
+    dh_n : (B, P') and dc_n : (B, H) gradients with respect to the final states.
     cache : from :func:`lstm_forward`.
 
     Returns
     -------
-    dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (4H, I); dw_hh : (4H, H);
-    db_ih, db_hh : (4H,) (equal, since both biases enter the same sum), or None without bias.
+    dx : (T, B, I); dh0 : (B, P'); dc0 : (B, H); dw_ih : (G*H, I); dw_hh : (G*H, P');
+    db_ih, db_hh : (G*H,) (equal, since both biases enter the same sum), or None without bias;
+    then dw_hr (P, H) with a projection and dw_ch with peepholes.
     """
-    x, h, c, gates, tanh_c, w_ih, w_hh, lengths, has_bias = cache
+    x, h, c, gates, tanh_c, w_ih, w_hh, lengths, has_bias, m, w_hr, w_ch, forget_gate = cache
     T, B, _ = x.shape
-    H = w_hh.shape[1]
+    G = len(_gate_names(forget_gate))
+    H = c.shape[2]
+    P = h.shape[2]
     dtype = x.dtype
-    i, f, g, o = _gate_blocks(gates)
+    blocks = _gate_blocks(gates, forget_gate)
+    i, g, o = blocks["i"], blocks["g"], blocks["o"]
     # The local derivatives of every step, stored where da goes: the loop scales the blocks
-    # i, f, g by dc and the block o by dh.
+    # before o by dc and the block o by dm.
     dgates = np.empty_like(gates)
-    di, df, dg, do = _gate_blocks(dgates)
-    np.multiply(g, i * (1 - i), di)
-    np.multiply(c[:-1], f * (1 - f), df)
-    np.multiply(i, 1 - g * g, dg)
+    dblocks = _gate_blocks(dgates, forget_gate)
+    np.multiply(g, i * (1 - i), dblocks["i"])
+    if forget_gate:
+        f = blocks["f"]
+        np.multiply(c[:-1], f * (1 - f), dblocks["f"])
+    np.multiply(i, 1 - g * g, dblocks["g"])
+    do = dblocks["o"]
     np.multiply(tanh_c, o * (1 - o), do)
-    dh_dc = o * (1 - tanh_c * tanh_c)
-    di_df_dg = dgates.reshape(T, B, 4, H)[:, :, :3]
+    dm_dc = o * (1 - tanh_c * tanh_c)
+    scaled_by_dc = dgates.reshape(T, B, G, H)[:, :, : G - 1]
+    peep = _peepholes(w_ch, forget_gate)
     masks = step_masks(lengths, T, dtype)
-    dh = np.empty((B, H), dtype)
+    dh = np.empty((B, P), dtype)
+    dm = dh if w_hr is None else np.empty((B, H), dtype)
+    dhs = None if w_hr is None else np.empty((T, B, P), dtype)
     dc = np.empty((B, H), dtype)
     dc_each_block = dc[:, None]
     dh_t = dh_n.astype(dtype, copy=True)
@@ -160,15 +228,26 @@ def lstm_backward(
         np.add(dh_t, dy[t], dh)
         if masks is not None:
             # Past a sequence's end the state was copied through: pass its gradient back as is.
-            m = masks[t]
-            dh *= m
-            dh_keep, dc_keep = dh_t * (1 - m), dc_t * (1 - m)
-            dc_t *= m
-        np.multiply(dh, dh_dc[t], dc)
+            mask = masks[t]
+            dh *= mask
+            dh_keep, dc_keep = dh_t * (1 - mask), dc_t * (1 - mask)
+            dc_t *= mask
+        if dhs is not None:
+            dhs[t] = dh
+            np.matmul(dh, w_hr, dm)
+        np.multiply(dm, dm_dc[t], dc)
         dc += dc_t
-        di_df_dg[t] *= dc_each_block
-        do[t] *= dh
-        np.multiply(dc, f[t], dc_t)
+        do[t] *= dm
+        if peep:
+            dc += do[t] * peep["o"]
+        scaled_by_dc[t] *= dc_each_block
+        if forget_gate:
+            np.multiply(dc, blocks["f"][t], dc_t)
+        else:
+            dc_t[...] = dc
+        for name in ("i", "f"):
+            if name in peep:
+                dc_t += dblocks[name][t] * peep[name]
         np.matmul(dgates[t], w_hh, dh_t)
         if masks is not None:
             dh_t += dh_keep
@@ -177,4 +256,12 @@ def lstm_backward(
     dx = (dgates.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
-    return dx, dh_t, dc_t, dw_ih, dw_hh, db_ih, db_hh
+    extra: list[np.ndarray] = []
+    if w_hr is not None:
+        extra.append(dhs.reshape(T * B, P).T @ m.reshape(T * B, H))
+    if peep:
+        # dL/dw_ci = sum da_i * c_{t-1}, dL/dw_cf = sum da_f * c_{t-1}, dL/dw_co = sum da_o * c_t
+        states = {"i": c[:-1], "f": c[:-1], "o": c[1:]}
+        extra.append(np.concatenate([
+            np.einsum("tbh,tbh->h", dblocks[name], states[name]) for name in peep]))
+    return (dx, dh_t, dc_t, dw_ih, dw_hh, db_ih, db_hh, *extra)
