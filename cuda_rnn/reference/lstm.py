@@ -105,14 +105,15 @@ def lstm_forward(
     cache : what :func:`lstm_backward` needs.
     """
     T, B, _ = x.shape
-    G = len(_gate_names(forget_gate))
+    names = _gate_names(forget_gate)
+    G = len(names)
     H = w_ih.shape[0] // G
     P = w_hh.shape[1]
     dtype = x.dtype
     # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5: halving the rows of the sigmoid gates (all but g) in
     # the weights, bias and peepholes (exact in floating point) lets one tanh cover every gate;
     # then a * scale + shift per column turns tanh into sigmoid and leaves g as it is.
-    k = _gate_names(forget_gate).index("g")
+    k = names.index("g")
     g_cols = slice(k * H, (k + 1) * H)
     scale = np.full(G * H, 0.5, dtype)
     scale[g_cols] = 1.0
@@ -137,13 +138,14 @@ def lstm_forward(
     y = np.zeros((T, B, P), dtype) if masks is not None else h[1:]
     blocks = _gate_blocks(gates, forget_gate)
     i, g, o = blocks["i"], blocks["g"], blocks["o"]
+    # (gate block, peephole) of the gates that read c_{t-1}: none without peepholes.
+    reads_c_prev = [(blocks[n], peep[n]) for n in ("i", "f") if n in peep]
     for t in range(T):
         a = gates[t]
         np.matmul(h[t], w_hh_t, a)
         a += xp[t]
-        for name in ("i", "f"):
-            if name in peep:
-                blocks[name][t] += peep[name] * c[t]
+        for block, w in reads_c_prev:
+            block[t] += w * c[t]
         a_front = a[:, front]
         np.tanh(a_front, a_front)
         a_front *= scale[front]
@@ -216,6 +218,7 @@ def lstm_backward(
     dm_dc = o * (1 - tanh_c * tanh_c)
     scaled_by_dc = dgates.reshape(T, B, G, H)[:, :, : G - 1]
     peep = _peepholes(w_ch, forget_gate)
+    reads_c_prev = [(dblocks[n], peep[n]) for n in ("i", "f") if n in peep]
     masks = step_masks(lengths, T, dtype)
     dh = np.empty((B, P), dtype)
     dm = dh if w_hr is None else np.empty((B, H), dtype)
@@ -245,9 +248,8 @@ def lstm_backward(
             np.multiply(dc, blocks["f"][t], dc_t)
         else:
             dc_t[...] = dc
-        for name in ("i", "f"):
-            if name in peep:
-                dc_t += dblocks[name][t] * peep[name]
+        for dblock, w in reads_c_prev:
+            dc_t += dblock[t] * w
         np.matmul(dgates[t], w_hh, dh_t)
         if masks is not None:
             dh_t += dh_keep
