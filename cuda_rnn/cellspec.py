@@ -41,13 +41,17 @@ PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 #: of the cell functions that takes each.
 VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch"}
 DIRECTIONS = ("forward", "backward")
+#: The LSTM options that are template arguments of its pointwise kernels, in their order
+#: (``lstm_forward_pointwise<float, Peephole, ForgetGate>``).
+LSTM_KERNEL_OPTIONS = ("peephole", "forget_gate")
 
 
 @dataclass(frozen=True)
 class Buffer:
     """One buffer of a step loop.
 
-    shape : sizes by symbol: "T", "T+1", "B", "H", or "G" (gates * H).
+    shape : sizes by symbol: "T", "T+1", "B", "H", "G" (gates * H) or "C" (the peephole
+        weights, (G-1) * H; 1, unread, without peepholes).
     kind : element type: "storage" (the call's dtype), "acc" (its accumulator dtype: float32
         for the 16-bit dtypes) or "int32".
     what : what it holds, for out-of-memory messages.
@@ -71,6 +75,7 @@ COMMON_BUFFERS: dict[str, Buffer] = {
 }
 
 # The groups of a layout, filled from a cell's declaration.
+WEIGHTS = "<weights>"  # the cell's own weights its pointwise kernels read (peepholes)
 INPUTS = "<inputs>"  # forward inputs of the cell's own (the GRU's b_hh)
 STATES = "<states>"  # the recurrent states, (T+1, B, H) each
 OUTPUTS = "<outputs>"  # what forward saves beyond the states and y
@@ -82,8 +87,8 @@ STATE_GRADS_OUT = "<state grads out>"  # dL/d(state)_0, aliases of STATE_GRADS
 
 #: The array arguments of each kernel, in the order of its C++ signature, for every cell.
 SIGNATURES: dict[str, tuple[str, ...]] = {
-    "forward_pointwise": ("xp", "hp", INPUTS, STATES, "y", OUTPUTS, "lengths"),
-    "backward_pointwise": (READS, "dy", STATE_GRADS, GRADS, "lengths"),
+    "forward_pointwise": ("xp", "hp", WEIGHTS, INPUTS, STATES, "y", OUTPUTS, "lengths"),
+    "backward_pointwise": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths"),
     "forward_persistent": ("xp", "w_hh", INPUTS, "lengths", STATES, OUTPUTS, "y"),
     "backward_persistent": ("w_hh", "lengths", PERSISTENT_READS, "dy", STATE_GRADS, GRADS,
                             STATE_GRADS_OUT),
@@ -160,10 +165,10 @@ class CellSpec:
     gate_names : the gates in PyTorch's row order of W_ih and W_hh; G = their number.
     states : the recurrent states (h first); a layer's initial ones are named ``h0``, ``c0``.
     buffers : the cell's own step-loop buffers beyond :data:`COMMON_BUFFERS` and the states'.
-    inputs, outputs, reads, persistent_reads, grads : the cell's groups of :data:`SIGNATURES`
-        (grads: the gradient with respect to the input projection, then the one with respect
-        to the recurrent projection, the same name when they are one array).
-    persistent : whether the cell has persistent kernels.
+    inputs, outputs, reads, persistent_reads, grads, weights : the cell's groups of
+        :data:`SIGNATURES` (grads: the gradient with respect to the input projection, then the
+        one with respect to the recurrent projection, the same name when they are one array).
+    persistent : whether the persistent kernels run the cell with these options.
     """
 
     cell: str
@@ -177,6 +182,7 @@ class CellSpec:
     reads: tuple[str, ...]
     grads: tuple[str, str]
     persistent_reads: tuple[str, ...] = ()
+    weights: tuple[str, ...] = ()
     persistent: bool = False
     _all: dict[str, Buffer] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -289,9 +295,37 @@ class CellSpec:
         return (NONLINEARITIES.index(self.options.nonlinearity),) if self.cell == "rnn" else ()
 
     @property
+    def template_arguments(self) -> str:
+        """The pointwise kernels' template arguments after the storage type ("true, false"
+        for an LSTM with peepholes and no forget gate; "" for the other cells)."""
+        if self.cell != "lstm":
+            return ""
+        return ", ".join(str(getattr(self.options, n)).lower() for n in LSTM_KERNEL_OPTIONS)
+
+    @property
     def variant(self) -> str:
-        """Names ``extra_args`` in graph keys and launch messages ("" when there are none)."""
-        return self.options.nonlinearity if self.cell == "rnn" else ""
+        """Names ``extra_args`` and the template options in graph keys and launch messages
+        ("" when there are none)."""
+        if self.cell == "rnn":
+            return self.options.nonlinearity
+        if self.cell == "lstm":
+            o = self.options
+            return ", ".join((["peephole"] if o.peephole else [])
+                             + ([] if o.forget_gate else ["no forget gate"]))
+        return ""
+
+    @property
+    def unsupported_persistent(self) -> str:
+        """Why the persistent kernels cannot run these options ("" when they can or the cell
+        has none)."""
+        if self.cell != "lstm" or self.persistent:
+            return ""
+        o = self.options
+        named = ([f"proj_size={o.proj_size}"] if o.proj_size else []) + (
+            ["peephole=True"] if o.peephole else []) + (
+            [] if o.forget_gate else ["forget_gate=False"])
+        return (f"the persistent LSTM kernels run only the plain cell, not "
+                f"{', '.join(named)}")
 
     @property
     def saved(self) -> tuple[str, ...]:
@@ -329,7 +363,8 @@ class CellSpec:
         if layout not in SIGNATURES or (kind == "persistent" and not self.persistent):
             raise ValueError(f"kernel: expected one of {self._kernels()}, got {layout!r}")
         groups = {
-            INPUTS: self.inputs, STATES: self.states, OUTPUTS: self.outputs,
+            WEIGHTS: self.weights, INPUTS: self.inputs, STATES: self.states,
+            OUTPUTS: self.outputs,
             READS: self.reads, PERSISTENT_READS: self.persistent_reads or self.reads,
             STATE_GRADS: tuple(f"d{s}" for s in self.states),
             GRADS: tuple(dict.fromkeys(self.grads)),
@@ -383,12 +418,13 @@ def _lstm(options: Options) -> CellSpec:
         cell="lstm", title="LSTM", options=options, gate_names=gate_names,
         states=("h", "c"),
         buffers={
-            "gates": Buffer(("T", "B", "G"), "storage", "saved gates i, f, g, o"),
+            "w_ch": Buffer(("C",), "acc", "peephole weights w_ch"),
+            "gates": Buffer(("T", "B", "G"), "storage", f"saved gates {', '.join(gate_names)}"),
             "tanh_c": Buffer(("T", "B", "H"), "storage", "saved tanh(c)"),
             "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
         },
         inputs=(), outputs=("gates", "tanh_c"), reads=("gates", "c", "tanh_c"),
-        grads=("dgates", "dgates"), persistent=True,
+        grads=("dgates", "dgates"), weights=("w_ch",), persistent=not options.lstm_variant,
     )
 
 
@@ -476,6 +512,15 @@ def model_cell_spec(name: str) -> CellSpec:
         raise ValueError(f"cell: expected one of {MODEL_CELLS}, got {name!r}")
     cell, _, nonlinearity = name.partition("-")
     return cell_spec(cell, nonlinearity=nonlinearity) if nonlinearity else cell_spec(cell)
+
+
+def kernel_variants(cell: str) -> tuple[str, ...]:
+    """The :attr:`CellSpec.template_arguments` of every instantiation of ``cell``'s pointwise
+    kernels: each combination of :data:`LSTM_KERNEL_OPTIONS` for the LSTM, ("",) otherwise."""
+    if cell != "lstm":
+        return ("",)
+    return tuple(cell_spec("lstm", peephole=p, forget_gate=f).template_arguments
+                 for p in (False, True) for f in (True, False))
 
 
 #: Every cell with its default options.

@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import interop
 from . import layers as _layers
-from .cellspec import SPECS
+from .cellspec import SPECS, Options, cell_spec
 from .cuda.algo import check_algo
 from .validation import state_parts
 
@@ -380,22 +380,91 @@ class _KernelRecurrent:
 
 
 class LSTM(_KernelRecurrent, nn.LSTM):
-    """torch.nn.LSTM on cuda_rnn's kernels; same constructor (``proj_size`` included), plus
-    ``algo=`` (keyword only): the CUDA step loop of the cuda_rnn layer, "alternating",
-    "graph", "persistent" or "auto" (see :class:`cuda_rnn.LSTM`); ignored on the CPU.
+    """torch.nn.LSTM on cuda_rnn's kernels; same constructor (``proj_size`` included), plus,
+    keyword only, the LSTM variants of :class:`cuda_rnn.LSTM` and ``algo=``.
+
+    Parameters
+    ----------
+    *args, **kwargs : torch.nn.LSTM's.
+    peephole : the gates read the cell through diagonal weights ``weight_ch_l{k}`` (torch
+        Parameters of shape ((G-1) * hidden_size,), initialised like the others).
+    forget_gate : False for the original LSTM without a forget gate: W_ih, W_hh and the
+        biases hold the three gates i, g, o (3 * hidden_size rows).
+    forget_bias : None keeps torch's initialisation; a float sets the forget gate's rows of
+        every ``bias_ih`` to it and of ``bias_hh`` to 0.
+    algo : the CUDA step loop of the cuda_rnn layer, "alternating", "graph", "persistent" or
+        "auto" (see :class:`cuda_rnn.LSTM`); ignored on the CPU.
 
     Raises
     ------
     ValueError
-        For an unknown ``algo``.
+        For an unknown ``algo``, or a variant option the LSTM does not take (as
+        :class:`cuda_rnn.LSTM` raises).
     """
 
     _layer_cls = _layers.LSTM
 
-    def __init__(self, *args: Any, algo: str = _default_algo(_layers.LSTM),
+    def __init__(self, *args: Any, peephole: bool = False, forget_gate: bool = True,
+                 forget_bias: float | None = None, algo: str = _default_algo(_layers.LSTM),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        spec = cell_spec("lstm", proj_size=self.proj_size, peephole=peephole,
+                         forget_gate=forget_gate, forget_bias=forget_bias)
+        self.peephole = spec.options.peephole
+        self.forget_gate = spec.options.forget_gate
+        self.forget_bias = spec.options.forget_bias
+        if spec.options.peephole or not spec.options.forget_gate:
+            self._variant_parameters(spec)
+        if self.forget_bias is not None:
+            self._set_forget_bias(spec)
         self.algo = algo
+
+    def _variant_parameters(self, spec: Any) -> None:
+        """Replace torch.nn.LSTM's parameters by the variant's (cuda_rnn's names and shapes)
+        and initialise them as torch.nn.LSTM does."""
+        D = 2 if self.bidirectional else 1
+        shapes = spec.layer_parameter_shapes(self.input_size, self.hidden_size,
+                                             self.num_layers, D, self.bias)
+        like = self.weight_ih_l0
+        for name in self._flat_weights_names:
+            delattr(self, name)
+        for name, shape in shapes.items():
+            setattr(self, name, nn.Parameter(torch.empty(shape, dtype=like.dtype,
+                                                         device=like.device)))
+        self._flat_weights_names = list(shapes)
+        per_direction = len(shapes) // (self.num_layers * D)
+        names = list(shapes)
+        self._all_weights = [names[k : k + per_direction]
+                             for k in range(0, len(names), per_direction)]
+        self._init_flat_weights()
+        self.reset_parameters()
+
+    def _set_forget_bias(self, spec: Any) -> None:
+        if not self.bias:
+            raise ValueError(f"forget_bias: expected None with bias=False (no bias to set), "
+                             f"got {self.forget_bias!r}")
+        k = spec.gate_names.index("f")
+        H = self.hidden_size
+        with torch.no_grad():
+            for name in self._flat_weights_names:
+                if name.startswith(("bias_ih", "bias_hh")):
+                    value = self.forget_bias if name.startswith("bias_ih") else 0.0
+                    getattr(self, name)[k * H : (k + 1) * H] = value
+
+    def flatten_parameters(self) -> None:
+        """torch.nn.LSTM's, except for the variants, which cuDNN cannot run: their weights
+        have no cuDNN layout to be flattened into."""
+        if getattr(self, "peephole", False) or not getattr(self, "forget_gate", True):
+            return
+        super().flatten_parameters()
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        defaults = Options()
+        for name in ("peephole", "forget_gate", "forget_bias"):
+            if getattr(self, name) != getattr(defaults, name):
+                text += f", {name}={getattr(self, name)!r}"
+        return text
 
 
 class GRU(_KernelRecurrent, nn.GRU):

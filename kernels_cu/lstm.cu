@@ -1,31 +1,42 @@
 // lstm.cu: the per-time-step pointwise kernels of an LSTM layer-direction.
 //
-// Forward (lstm_forward_pointwise), for step t, with gate blocks in PyTorch order i, f, g, o:
+// Forward (lstm_forward_pointwise), for step t, with gate blocks in PyTorch order i, f, g, o
+// (i, g, o without a forget gate):
 //     a   = Xp[t] + Hp                      Xp[t] = x_t W_ih^T + b_ih + b_hh, Hp = h_{t-1} W_hh^T
-//     i = sigmoid(a_i)  f = sigmoid(a_f)  g = tanh(a_g)  o = sigmoid(a_o)
-//     c'  = f * c_{t-1} + i * g,            h' = o * tanh(c')
+//     a_i += w_ci c_{t-1}, a_f += w_cf c_{t-1}                          (Peephole)
+//     i = sigmoid(a_i)  f = sigmoid(a_f) (1 without ForgetGate)  g = tanh(a_g)
+//     c'  = f * c_{t-1} + i * g
+//     a_o += w_co c'                                                    (Peephole)
+//     o = sigmoid(a_o),                     h' = o * tanh(c')
 //     valid (t < lengths[b]):  c_t = c', h_t = h', y_t = h'
 //     past the end:            c_t = c_{t-1}, h_t = h_{t-1}, y_t = 0
-//   Saved for backward: the post-activation gates (i, f, g, o) and tanh(c'); the states
-//   c_0..c_T themselves are kept by the caller.
+//   Saved for backward: the post-activation gates and tanh(c'); the states c_0..c_T
+//   themselves are kept by the caller.
 //
 // Backward (lstm_backward_pointwise), step t in reverse, with dh, dc the gradients w.r.t.
 // h_t, c_t arriving from step t+1 (or dh_n, dc_n):
-//     valid:  dh' = dh + dy_t,  dc' = dc + dh' * o * (1 - tanh(c')^2)
-//             di = dc' * g * i(1-i)   df = dc' * c_{t-1} * f(1-f)
-//             dg = dc' * i * (1-g^2)  do = dh' * tanh(c') * o(1-o)
-//             dc <- dc' * f,          dh <- 0
+//     valid:  dh' = dh + dy_t,  do = dh' * tanh(c') * o(1-o)
+//             dc' = dc + dh' * o * (1 - tanh(c')^2) (+ do * w_co with Peephole)
+//             di = dc' * g * i(1-i)   df = dc' * c_{t-1} * f(1-f)   dg = dc' * i * (1-g^2)
+//             dc <- dc' * f (+ di * w_ci + df * w_cf with Peephole),   dh <- 0
 //     past the end: dG = 0, dc and dh pass through unchanged.
-//   The caller then adds dG_t W_hh into dh with a GEMM (beta = 1), giving dh_{t-1}.
+//   The caller then adds dG_t W_hh into dh with a GEMM (beta = 1), giving dh_{t-1}, and after
+//   the loop forms dw_ch from dG and the saved states.
 //
-// Memory layout (row-major, C-contiguous; T steps, B batch rows, H hidden units):
-//   xp     acc_t[T][B][4H]   input projection plus both biases, all steps
-//   hp     acc_t[B][4H]      this step's recurrent projection
+// Template options (every combination is instantiated, see cuda_rnn/cuda/loader.py):
+//   Peephole    read the peephole weights w_ch
+//   ForgetGate  G = 4 gate blocks; false: G = 3, the original LSTM c_t = c_{t-1} + i * g
+//
+// Memory layout (row-major, C-contiguous; T steps, B batch rows, H hidden units, G gates):
+//   xp     acc_t[T][B][G*H]  input projection plus both biases, all steps
+//   hp     acc_t[B][G*H]     this step's recurrent projection
+//   w_ch   acc_t[(G-1)*H]    peephole weights [w_ci; w_cf; w_co] ([w_ci; w_co] without a
+//                            forget gate); unread, any valid pointer, without Peephole
 //   h, c   T[T+1][B][H]      states; step t reads index t and writes index t+1
 //   y      T[T][B][H]        outputs
-//   gates  T[T][B][4H]       post-activation gates
+//   gates  T[T][B][G*H]      post-activation gates
 //   tanh_c T[T][B][H]        tanh of the unmasked new cell state
-//   dy     T[T][B][H];  dh, dc  acc_t[B][H] (read and overwritten);  dgates T[T][B][4H]
+//   dy     T[T][B][H];  dh, dc  acc_t[B][H] (read and overwritten);  dgates T[T][B][G*H]
 //   lengths int[B], every value in [1, T]
 // Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
 // The per-unit math is in lstm_cell.cuh, shared with the persistent kernels.
@@ -34,22 +45,41 @@
 
 using namespace cuda_rnn;
 
-template <typename T>
+// Unit j's peephole weights (zeros without Peephole, never read then).
+template <bool Peephole, bool ForgetGate, typename A>
+__device__ __forceinline__ Peepholes<A> unit_peepholes(const A* w_ch, int j, int H) {
+    Peepholes<A> w{A(0), A(0), A(0)};
+    if constexpr (Peephole) {
+        w.i = w_ch[j];
+        if constexpr (ForgetGate) {
+            w.f = w_ch[H + j];
+            w.o = w_ch[2 * H + j];
+        } else {
+            w.o = w_ch[H + j];
+        }
+    }
+    return w;
+}
+
+template <typename T, bool Peephole, bool ForgetGate>
 __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                        const acc_t<T>* __restrict__ hp,
+                                       const acc_t<T>* __restrict__ w_ch,
                                        T* __restrict__ h, T* __restrict__ c,
                                        T* __restrict__ y, T* __restrict__ gates,
                                        T* __restrict__ tanh_c,
                                        const int* __restrict__ lengths, int t, int B, int H) {
     using A = acc_t<T>;
-    const StepElement s = step_element(t, B, H, 4);
+    constexpr int G = lstm_gate_count<ForgetGate>();
+    const StepElement s = step_element(t, B, H, G);
     if (!s.in_range()) return;
-    A a[4];
+    A a[4] = {A(0), A(0), A(0), A(0)};
 #pragma unroll
-    for (int k = 0; k < 4; ++k) a[k] = xp[s.gate(k)] + hp[s.hgate(k)];
-    const LstmStep<A> cell = lstm_cell_forward(a, load(c, s.here));
+    for (int k = 0; k < G; ++k) a[lstm_slot<ForgetGate>(k)] = xp[s.gate(k)] + hp[s.hgate(k)];
+    const LstmStep<A> cell = lstm_cell_forward<Peephole, ForgetGate>(
+        a, load(c, s.here), unit_peepholes<Peephole, ForgetGate>(w_ch, s.j, H));
 #pragma unroll
-    for (int k = 0; k < 4; ++k) store(gates, s.gate(k), cell.gate[k]);
+    for (int k = 0; k < G; ++k) store(gates, s.gate(k), cell.gate[lstm_slot<ForgetGate>(k)]);
     store(tanh_c, s.here, cell.tanh_c);
     const size_t next = s.here + s.n;
     if (step_valid(lengths, s.b, t)) {
@@ -63,28 +93,32 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
     }
 }
 
-template <typename T>
-__global__ void lstm_backward_pointwise(const T* __restrict__ gates, const T* __restrict__ c,
+template <typename T, bool Peephole, bool ForgetGate>
+__global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
+                                        const T* __restrict__ gates, const T* __restrict__ c,
                                         const T* __restrict__ tanh_c, const T* __restrict__ dy,
                                         acc_t<T>* __restrict__ dh, acc_t<T>* __restrict__ dc,
                                         T* __restrict__ dgates,
                                         const int* __restrict__ lengths, int t, int B, int H) {
     using A = acc_t<T>;
-    const StepElement s = step_element(t, B, H, 4);
+    constexpr int G = lstm_gate_count<ForgetGate>();
+    const StepElement s = step_element(t, B, H, G);
     if (!s.in_range()) return;
     if (!step_valid(lengths, s.b, t)) {
         // The state was copied through this step: its gradient passes back untouched.
-        for (int k = 0; k < 4; ++k) store(dgates, s.gate(k), A(0));
+        for (int k = 0; k < G; ++k) store(dgates, s.gate(k), A(0));
         return;
     }
-    A gate[4], dgate[4];
+    A gate[4] = {A(0), A(1), A(0), A(0)};
+    A dgate[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) gate[k] = load(gates, s.gate(k));
+    for (int k = 0; k < G; ++k) gate[lstm_slot<ForgetGate>(k)] = load(gates, s.gate(k));
+    const Peepholes<A> w = unit_peepholes<Peephole, ForgetGate>(w_ch, s.j, H);
     const A dh_t = dh[s.e] + load(dy, s.here);
-    const A dc_t = lstm_cell_backward(gate, load(tanh_c, s.here), load(c, s.here), dh_t, dc[s.e],
-                                      dgate);
+    const A dc_t = lstm_cell_backward<Peephole, ForgetGate>(
+        gate, load(tanh_c, s.here), load(c, s.here), dh_t, dc[s.e], dgate, w);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) store(dgates, s.gate(k), dgate[k]);
-    dc[s.e] = dc_t * gate[1];
+    for (int k = 0; k < G; ++k) store(dgates, s.gate(k), dgate[lstm_slot<ForgetGate>(k)]);
+    dc[s.e] = lstm_cell_dc_prev<Peephole, ForgetGate>(gate, dc_t, dgate, w);
     dh[s.e] = A(0);
 }

@@ -4,6 +4,11 @@
 //   forward   i, f, g, o from the pre-activations; c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
 //   backward  the pre-activation gradients dG = (di, df, dg, do) from dh and dc, the
 //             gradients w.r.t. h_t and c_t arriving at this step (dy_t already in dh)
+// Two compile-time options, the LSTM variants of cuda_rnn.cellspec.Options:
+//   Peephole    i and f also read w_ci c_{t-1}, w_cf c_{t-1}; o reads w_co c_t
+//   ForgetGate  false: f is the constant 1 (c_t = c_{t-1} + i g) and df is not formed
+// The unit's values always sit in slots i, f, g, o = 0..3 (slot 1 holds f = 1 without a
+// forget gate); the kernels map the slots to the G gate blocks of their arrays.
 // No arrays and no launch of its own: device functions on one unit's scalars, inlined into
 // the kernels, which save what backward reads (the gates after their nonlinearities, tanh(c_t)).
 #pragma once
@@ -19,31 +24,63 @@ template <typename A> struct LstmStep {
     A h;        // o * tanh(c)
 };
 
-// a: the pre-activations Xp + Hp of gates i, f, g, o.
-template <typename A>
-__device__ __forceinline__ LstmStep<A> lstm_cell_forward(const A (&a)[4], A c_prev) {
+// Peephole weights of one unit: w_ci, w_cf, w_co (w_cf unused without a forget gate).
+template <typename A> struct Peepholes {
+    A i, f, o;
+};
+
+// The gate blocks of an array row: G = 4 (i, f, g, o), or 3 (i, g, o) without a forget gate.
+template <bool ForgetGate> constexpr int lstm_gate_count() { return ForgetGate ? 4 : 3; }
+// Slot (0..3 = i, f, g, o) of gate block k.
+template <bool ForgetGate> __device__ __forceinline__ int lstm_slot(int k) {
+    return ForgetGate || k == 0 ? k : k + 1;
+}
+
+// a: the pre-activations Xp + Hp of gates i, f, g, o (a[1] unread without a forget gate).
+template <bool Peephole = false, bool ForgetGate = true, typename A>
+__device__ __forceinline__ LstmStep<A> lstm_cell_forward(const A (&a)[4], A c_prev,
+                                                         Peepholes<A> w = {}) {
     LstmStep<A> s;
-    s.gate[0] = sigmoid(a[0]);
-    s.gate[1] = sigmoid(a[1]);
+    s.gate[0] = sigmoid(Peephole ? a[0] + w.i * c_prev : a[0]);
+    if constexpr (ForgetGate) {
+        s.gate[1] = sigmoid(Peephole ? a[1] + w.f * c_prev : a[1]);
+    } else {
+        s.gate[1] = A(1);
+    }
     s.gate[2] = tanh_(a[2]);
-    s.gate[3] = sigmoid(a[3]);
-    s.c = s.gate[1] * c_prev + s.gate[0] * s.gate[2];
+    s.c = ForgetGate ? s.gate[1] * c_prev + s.gate[0] * s.gate[2]
+                     : c_prev + s.gate[0] * s.gate[2];
+    s.gate[3] = sigmoid(Peephole ? a[3] + w.o * s.c : a[3]);
     s.tanh_c = tanh_(s.c);
     s.h = s.gate[3] * s.tanh_c;
     return s;
 }
 
-// Writes dG into dgate and returns the full gradient w.r.t. c_t (dL/dc_{t-1} is that times f).
-template <typename A>
+// Writes dG into dgate (dgate[1] = 0 without a forget gate) and returns the full gradient
+// w.r.t. c_t.
+template <bool Peephole = false, bool ForgetGate = true, typename A>
 __device__ __forceinline__ A lstm_cell_backward(const A (&gate)[4], A tanh_c, A c_prev, A dh,
-                                                A dc, A (&dgate)[4]) {
+                                                A dc, A (&dgate)[4], Peepholes<A> w = {}) {
     const A i = gate[0], f = gate[1], g = gate[2], o = gate[3];
-    const A dc_t = dc + dh * o * (A(1) - tanh_c * tanh_c);
-    dgate[0] = dc_t * g * i * (A(1) - i);
-    dgate[1] = dc_t * c_prev * f * (A(1) - f);
-    dgate[2] = dc_t * i * (A(1) - g * g);
     dgate[3] = dh * tanh_c * o * (A(1) - o);
+    A dc_t = dc + dh * o * (A(1) - tanh_c * tanh_c);
+    if constexpr (Peephole) dc_t += dgate[3] * w.o;
+    dgate[0] = dc_t * g * i * (A(1) - i);
+    dgate[1] = ForgetGate ? dc_t * c_prev * f * (A(1) - f) : A(0);
+    dgate[2] = dc_t * i * (A(1) - g * g);
     return dc_t;
+}
+
+// dL/dc_{t-1} from the step's dc_t and dG: through f, and through the peepholes of i and f.
+template <bool Peephole = false, bool ForgetGate = true, typename A>
+__device__ __forceinline__ A lstm_cell_dc_prev(const A (&gate)[4], A dc_t, const A (&dgate)[4],
+                                               Peepholes<A> w = {}) {
+    A dc_prev = ForgetGate ? dc_t * gate[1] : dc_t;
+    if constexpr (Peephole) {
+        dc_prev += dgate[0] * w.i;
+        if constexpr (ForgetGate) dc_prev += dgate[1] * w.f;
+    }
+    return dc_prev;
 }
 
 }  // namespace cuda_rnn

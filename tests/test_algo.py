@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cuda_rnn.cellspec import cell_spec
 from cuda_rnn.cuda import algo
 from cuda_rnn.cuda.persistent import (
     CELL_GATES,
@@ -208,3 +209,20 @@ def test_plan_units_and_on_chip_states_follow_the_cell(cell: str, direction: str
         assert plan.units_per_block == -(-(-(-hidden // H100.sm_count)) // step) * step
         floats = STATE_FLOATS[cell, direction] * plan.units_per_block * batch
         assert plan.smem_bytes - plan.state_offset == floats * 4
+
+
+def test_cell_options_the_persistent_kernels_do_not_run_fall_back_or_raise() -> None:
+    why = cell_spec("lstm", peephole=True).unsupported_persistent
+    assert why == "the persistent LSTM kernels run only the plain cell, not peephole=True"
+    auto = algo.choose_algo("auto", "lstm", "forward", 100, 16, 64, "float32", unsupported=why)
+    assert (auto.used, auto.reason) == ("graph", f"auto: {why}")
+    short = algo.choose_algo("auto", "lstm", "backward", 2, 16, 64, "float32", unsupported=why)
+    assert short.used == "alternating" and "T=2 < 4" in short.reason
+    for name in ("alternating", "graph"):
+        assert algo.choose_algo(name, "lstm", "forward", 100, 16, 64, "float32",
+                                unsupported=why).used == name
+    with pytest.raises(ValueError, match="'persistent' cannot run this layer: the persistent "
+                                         "LSTM kernels run only the plain cell, not peephole"):
+        algo.choose_algo("persistent", "lstm", "forward", 100, 16, 64, "float32", unsupported=why)
+    plain = algo.choose_algo("auto", "lstm", "forward", 100, 16, 64, "float32")
+    assert plain.used == "persistent"

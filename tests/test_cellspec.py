@@ -14,11 +14,12 @@ from cuda_rnn.cellspec import (
     NONLINEARITIES,
     SPECS,
     cell_spec,
+    kernel_variants,
     model_cell_spec,
 )
 
 ALL_SPECS = [cell_spec("rnn", nonlinearity=n) for n in NONLINEARITIES] + [
-    SPECS["lstm"], SPECS["gru"]]
+    SPECS["lstm"], SPECS["gru"], cell_spec("lstm", peephole=True, forget_gate=False)]
 
 
 def _signature(source: str, kernel: str) -> list[tuple[str, bool]]:
@@ -98,3 +99,24 @@ def test_model_cell_names_and_option_errors() -> None:
         cell_spec("lstm", nonlinearity="relu")
     with pytest.raises(TypeError, match="unexpected keyword"):
         cell_spec("lstm", gate_count=3)
+
+
+def test_lstm_kernel_options_name_instantiations_and_persistent_support() -> None:
+    plain = cell_spec("lstm")
+    assert (plain.template_arguments, plain.variant, plain.persistent) == (
+        "false, true", "", True)
+    assert plain.unsupported_persistent == ""
+    both = cell_spec("lstm", peephole=True, forget_gate=False)
+    assert both.template_arguments == "true, false"
+    assert both.variant == "peephole, no forget gate"
+    assert not both.persistent
+    assert both.unsupported_persistent.endswith("not peephole=True, forget_gate=False")
+    assert cell_spec("lstm", proj_size=3).unsupported_persistent.endswith("not proj_size=3")
+    assert both.args("forward", "pointwise")[:3] == ("xp", "hp", "w_ch")
+    assert both.args("backward", "pointwise")[0] == "w_ch"
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        both.args("forward", "persistent")
+    assert set(kernel_variants("lstm")) == {"false, true", "false, false", "true, true",
+                                            "true, false"}
+    assert kernel_variants("gru") == kernel_variants("rnn") == ("",)
+    assert cell_spec("gru").template_arguments == ""

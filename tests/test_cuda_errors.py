@@ -52,5 +52,6 @@ def test_every_kernel_compiles_for_this_gpu() -> None:
 
     for filename, entry in loader.KERNELS.items():
         for kernel in entry.kernels:
-            for dtype in entry.dtypes:
-                assert loader.get_kernel(filename, kernel, dtype) is not None
+            for variant in entry.variants:
+                for dtype in entry.dtypes:
+                    assert loader.get_kernel(filename, kernel, dtype, variant) is not None

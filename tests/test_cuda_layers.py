@@ -102,13 +102,68 @@ def test_forget_bias_lstm_matches_cpu(dtype: str) -> None:
     _close(y_gpu, y_cpu, dtype, "y")
 
 
-@pytest.mark.parametrize("options", [dict(proj_size=2), dict(peephole=True),
-                                     dict(forget_gate=False)],
-                         ids=["proj", "peephole", "no-forget-gate"])
-def test_lstm_variants_without_kernels_say_so(options: dict) -> None:
+LSTM_VARIANTS = {
+    "peephole": dict(peephole=True),
+    "no-forget-gate": dict(forget_gate=False),
+    "peephole-no-forget-gate": dict(peephole=True, forget_gate=False),
+}
+
+
+@pytest.mark.parametrize("algo", ["alternating", "graph", "auto"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("variant", sorted(LSTM_VARIANTS))
+def test_lstm_variant_layer_matches_cpu(rng: np.random.Generator, variant: str, dtype: str,
+                                        algo: str) -> None:
     import cuda_rnn as cr
 
-    layer = cr.LSTM(3, 5, device="cuda", **options)
+    options = dict(LSTM_VARIANTS[variant], num_layers=2, bidirectional=True, batch_first=True,
+                   dropout=0.25)
+    T, B, I, H = 7, 4, 5, 9
+    seed = int(rng.integers(1 << 30))
+    cpu = cr.LSTM(I, H, dtype=dtype, device="cpu", seed=seed, **options)
+    gpu = cr.LSTM(I, H, dtype=dtype, device="cuda", seed=seed, algo=algo, **options)
+    gpu.load_state_dict({k: _host(v) for k, v in cpu.state_dict().items()})
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T
+    state = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(2))
+    dy = rng.standard_normal((B, T, 2 * H)).astype(dtype)
+    dstate = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(2))
+    y_cpu, s_cpu = cpu(x, state, lengths=lengths)
+    y_gpu, s_gpu = gpu(x, state, lengths=lengths)
+    _close(y_gpu, y_cpu, dtype, "y")
+    for k in range(2):
+        _close(s_gpu[k], s_cpu[k], dtype, f"final state {k}")
+    dx_cpu, ds_cpu = cpu.backward(dy, dstate)
+    dx_gpu, ds_gpu = gpu.backward(dy, dstate)
+    _close(dx_gpu, dx_cpu, dtype, "dx")
+    for k in range(2):
+        _close(ds_gpu[k], ds_cpu[k], dtype, f"d state0 {k}")
+    assert sorted(gpu.grads) == sorted(cpu.grads)
+    assert any(name.startswith("weight_ch") for name in gpu.grads) == ("peephole" in options)
+    for name in cpu.grads:
+        _close(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
+    expected = "graph" if algo == "auto" else algo
+    assert gpu.algo_used == expected
+    if algo == "auto":
+        assert "persistent LSTM kernels run only the plain cell" in gpu.algo_reason
+
+
+@pytest.mark.parametrize("variant", sorted(LSTM_VARIANTS))
+def test_lstm_variant_refuses_explicit_persistent(variant: str) -> None:
+    import cuda_rnn as cr
+
+    layer = cr.LSTM(3, 32, device="cuda", algo="persistent", **LSTM_VARIANTS[variant])
+    x = np.random.default_rng(0).standard_normal((8, 2, 3))
+    with pytest.raises(ValueError, match=r"'persistent' cannot run this layer: the persistent "
+                                         r"LSTM kernels run only the plain cell, not "):
+        layer(x)
+
+
+def test_lstm_projection_on_cuda_says_it_is_not_run() -> None:
+    import cuda_rnn as cr
+
+    layer = cr.LSTM(3, 5, proj_size=2, device="cuda")
     x = np.random.default_rng(0).standard_normal((4, 2, 3))
-    with pytest.raises(NotImplementedError, match=r"CUDA kernels run only .* use device='cpu'"):
+    with pytest.raises(NotImplementedError, match=r"proj_size=2.*no projection.*device='cpu'"):
         layer(x)

@@ -14,10 +14,18 @@ POINTWISE = {b.filename: b for b in loader.module_builds() if not b.cooperative}
 
 
 def test_every_storage_type_is_instantiated() -> None:
-    names = POINTWISE["lstm.cu"].name_expressions
-    assert len(names) == len(loader.KERNELS["lstm.cu"].kernels) * len(loader.CTYPES)
-    assert "lstm_forward_pointwise<__nv_bfloat16>" in names
-    assert "lstm_backward_pointwise<double>" in names
+    names = POINTWISE["rnn.cu"].name_expressions
+    assert len(names) == len(loader.KERNELS["rnn.cu"].kernels) * len(loader.CTYPES)
+    assert "rnn_forward_pointwise<__nv_bfloat16>" in names
+    assert "rnn_backward_pointwise<double>" in names
+
+
+def test_every_lstm_variant_is_instantiated_for_every_storage_type() -> None:
+    names = set(POINTWISE["lstm.cu"].name_expressions)
+    expected = {f"lstm_{d}_pointwise<{ctype}, {peephole}, {forget_gate}>"
+                for d in ("forward", "backward") for ctype in loader.CTYPES.values()
+                for peephole in ("true", "false") for forget_gate in ("true", "false")}
+    assert names == expected
 
 
 def test_builds_cover_every_file_once() -> None:
@@ -54,3 +62,5 @@ def test_unknown_file_kernel_or_dtype_is_rejected() -> None:
         loader.get_kernel("lstm.cu", "gru_forward_pointwise", "float32")
     with pytest.raises(ValueError, match="dtype"):
         loader.get_kernel("lstm_persistent.cuh", "lstm_forward_persistent", "float64")
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        loader.get_kernel("lstm.cu", "lstm_forward_pointwise", "float32", "true")

@@ -100,9 +100,13 @@ def test_the_loader_builds_one_module_per_file_and_cell() -> None:
         cooperative = filename.endswith("_persistent.cuh")
         assert module.enable_cooperative_groups == cooperative, filename
         dtypes = persistent.ELEMENT_BYTES if cooperative else loader.CTYPES
-        kernel_count = len(loader.KERNELS[filename].kernels)
-        assert len(module.name_expressions) == kernel_count * len(dtypes), filename
-    assert "lstm_forward_pointwise<__nv_bfloat16>" in modules["lstm.cu"].name_expressions
+        entry = loader.KERNELS[filename]
+        assert len(module.name_expressions) == (
+            len(entry.kernels) * len(entry.variants) * len(dtypes)), filename
+    assert len(loader.KERNELS["lstm.cu"].variants) == 4
+    assert ("lstm_forward_pointwise<__nv_bfloat16, true, false>"
+            in modules["lstm.cu"].name_expressions)
+    assert "rnn_forward_pointwise<__nv_bfloat16>" in modules["rnn.cu"].name_expressions
     assert "gru_backward_persistent<float>" in modules["gru_persistent.cuh"].name_expressions
 
 

@@ -366,3 +366,93 @@ def test_second_backward_with_retained_graph_gives_the_same_grads(
     for a, b, c in zip(first, kept, second):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(c, b, rtol=0, atol=0)
+
+
+TORCH_VARIANTS = {
+    "peephole": dict(peephole=True),
+    "no-forget-gate": dict(forget_gate=False),
+    "peephole-no-forget-gate-proj": dict(peephole=True, forget_gate=False, proj_size=2),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(TORCH_VARIANTS))
+def test_lstm_variant_matches_the_cuda_rnn_layer(variant: str, rng: np.random.Generator) -> None:
+    import cuda_rnn as cr
+
+    options = dict(TORCH_VARIANTS[variant], num_layers=2, bidirectional=True)
+    ours = crt.LSTM(3, 5, **options).double()
+    layer = cr.LSTM(3, 5, dtype="float64", **options)
+    assert {n: tuple(p.shape) for n, p in ours.named_parameters()} == {
+        n: tuple(p.shape) for n, p in layer.parameters().items()}
+    layer.load_state_dict({n: p.detach().numpy() for n, p in ours.named_parameters()})
+    x, hx = _inputs("lstm", ours, rng)
+    lengths = np.array([6, 3, 5, 1])
+    y, (h, c) = ours(x, hx, lengths=lengths)
+    y_ref, (h_ref, c_ref) = layer(x.detach().numpy(), tuple(s.detach().numpy() for s in hx),
+                                  lengths=lengths)
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dh, dc = (rng.standard_normal(s.shape) for s in (h, c))
+    loss = (y * torch.from_numpy(dy)).sum() + (h * torch.from_numpy(dh)).sum() + (
+        c * torch.from_numpy(dc)).sum()
+    names = [n for n, _ in ours.named_parameters()]
+    grads = torch.autograd.grad(loss, [x, *hx, *ours.parameters()])
+    dx_ref, (dh0_ref, dc0_ref) = layer.backward(dy, (dh, dc))
+    for got, want in zip(grads[:3], (dx_ref, dh0_ref, dc0_ref)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+    for name, got in zip(names, grads[3:]):
+        np.testing.assert_allclose(got.numpy(), layer.grads[name], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("variant", sorted(TORCH_VARIANTS))
+def test_lstm_variant_gradcheck(variant: str, rng: np.random.Generator) -> None:
+    ours = crt.LSTM(3, 4, **TORCH_VARIANTS[variant]).double()
+    x, hx = _inputs("lstm", ours, rng, T=4, B=2)
+    params = list(ours.parameters())
+
+    names = [n for n, _ in ours.named_parameters()]
+
+    def run(x, h0, c0, *weights):
+        y, (h, c) = torch.func.functional_call(ours, dict(zip(names, weights)), (x, (h0, c0)))
+        return y, h, c
+
+    assert torch.autograd.gradcheck(run, (x, *hx, *[p.detach().requires_grad_() for p in params]))
+
+
+def test_lstm_variant_state_dict_round_trip_and_repr(rng: np.random.Generator) -> None:
+    a = crt.LSTM(3, 5, peephole=True, forget_gate=False, batch_first=True)
+    assert "peephole=True, forget_gate=False" in repr(a)
+    assert a.weight_ih_l0.shape == (15, 3) and a.weight_ch_l0.shape == (10,)
+    k, largest = 1 / np.sqrt(5), float(a.weight_ch_l0.detach().abs().max())
+    assert k / 4 < largest <= k
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b = crt.LSTM(3, 5, peephole=True, forget_gate=False, batch_first=True)
+    b.load_state_dict(torch.load(buffer))
+    x = _randn(rng, 2, 4, 3, dtype=torch.float32)
+    torch.testing.assert_close(b(x)[0], a(x)[0], rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="size mismatch for weight_ih_l0"):
+        crt.LSTM(3, 5).load_state_dict(a.state_dict(), strict=False)
+
+
+def test_lstm_forget_bias_sets_the_forget_rows() -> None:
+    m = crt.LSTM(3, 5, num_layers=2, bidirectional=True, forget_bias=1.5)
+    for name, p in m.named_parameters():
+        if name.startswith("bias"):
+            want = 1.5 if name.startswith("bias_ih") else 0.0
+            assert torch.all(p[5:10] == want), name
+            assert torch.all(p[:5].abs() <= 1 / np.sqrt(5)) and p[:5].abs().max() > 0, name
+    assert "forget_bias=1.5" in repr(m)
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(forget_bias=1.0, bias=False), "forget_bias: expected None with bias=False"),
+    (dict(forget_bias=1.0, forget_gate=False), "forget_bias: expected None with forget_gate"),
+    (dict(forget_bias=float("nan")), "forget_bias: expected None or a finite float"),
+])
+def test_lstm_variant_options_are_checked(options: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        crt.LSTM(3, 5, **options)

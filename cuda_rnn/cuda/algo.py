@@ -7,7 +7,9 @@
 - "auto": per shape, by the rules below.
 
 Asking for "persistent" where it does not fit runs "graph" instead and says why in
-:attr:`AlgoChoice.reason`, which a layer exposes as ``algo_used`` / ``algo_reason``.
+:attr:`AlgoChoice.reason`, which a layer exposes as ``algo_used`` / ``algo_reason``. For cell
+options the persistent kernels do not run at all (the LSTM variants) "auto" runs the graph
+and says why, and "persistent" is a ValueError.
 
 The "auto" rules are the prediction written in profiles/NOTES.md ("cuda_rnn.cuda.algo: auto
 rules"); replace them with the measured crossover once profiles/bench.py has run on a GPU.
@@ -89,7 +91,7 @@ def tf32_allowed() -> bool:
 
 def choose_algo(
     algo: str, cell: str, direction: str, steps: int, batch: int, hidden: int, dtype: str,
-    limits: DeviceLimits = H100,
+    limits: DeviceLimits = H100, unsupported: str = "",
 ) -> AlgoChoice:
     """Pick the step loop for one layer-direction call.
 
@@ -102,11 +104,14 @@ def choose_algo(
     steps, batch, hidden : T, B, H of the call.
     dtype : storage dtype name.
     limits : the device (:func:`cuda_rnn.cuda.persistent.device_limits` on a GPU).
+    unsupported : why the persistent kernels cannot run the cell's options
+        (:attr:`cuda_rnn.cellspec.CellSpec.unsupported_persistent`), "" when they can.
 
     Raises
     ------
     ValueError
-        For an unknown ``algo`` or direction, or sizes below 1.
+        For an unknown ``algo`` or direction, sizes below 1, or "persistent" with
+        ``unsupported``.
     """
     check_algo(algo)
     if steps < 1:
@@ -117,6 +122,13 @@ def choose_algo(
         raise ValueError(f"hidden, batch: expected >= 1, got {hidden}, {batch}")
     if algo in ("alternating", "graph"):
         return AlgoChoice(algo, algo, "requested")
+    if unsupported:
+        if algo == "persistent":
+            raise ValueError(f"algo: 'persistent' cannot run this layer: {unsupported}")
+        if steps < AUTO_MIN_STEPS:
+            return AlgoChoice(algo, "alternating",
+                              f"auto: T={steps} < {AUTO_MIN_STEPS} steps, nothing to amortise")
+        return AlgoChoice(algo, "graph", f"auto: {unsupported}")
     plan = plan_persistent(cell, direction, hidden, batch, dtype, limits)
     if algo == "persistent":
         if plan.fits:

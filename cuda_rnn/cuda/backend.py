@@ -116,7 +116,7 @@ class CudaBackend:
                hidden: int, dtype: str) -> AlgoChoice:
         """The step loop of one call (:func:`cuda_rnn.cuda.algo.choose_algo` on this device)."""
         return choose_algo(algo, spec.cell, direction, steps, batch, hidden, dtype,
-                           self.limits)
+                           self.limits, spec.unsupported_persistent)
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
                 lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
@@ -125,20 +125,19 @@ class CudaBackend:
         Raises
         ------
         NotImplementedError
-            For an LSTM with proj_size, peephole or forget_gate=False: the CUDA kernels do not
-            run these yet (the NumPy path on device="cpu" does).
+            For an LSTM with proj_size > 0: the CUDA kernels do not run the projection yet
+            (the NumPy path on device="cpu" does).
         """
-        if spec.options.lstm_variant:
-            o = spec.options
+        if spec.options.proj_size:
             raise NotImplementedError(
-                f"LSTM(proj_size={o.proj_size}, peephole={o.peephole}, "
-                f"forget_gate={o.forget_gate}): the CUDA kernels run only proj_size=0, "
-                "peephole=False, forget_gate=True for now; use device='cpu'")
+                f"LSTM(proj_size={spec.options.proj_size}): the CUDA kernels run no projection "
+                "yet; use device='cpu' for proj_size > 0")
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[1].shape[1],
                              self.storage_name(x))
+        arguments, keywords = spec.function_arguments(tuple(weights))
         out = cell_functions(spec.cell)[0](
-            x, *states, *weights, lengths, **spec.function_keywords,
+            x, *states, *arguments, lengths, **keywords,
             name=name or f"cuda_rnn/{spec.cell}/forward", algo=choice.used, graphs=self.graphs)
         return spec.split_forward(out, choice.used, choice.reason)
 

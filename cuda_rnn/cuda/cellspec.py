@@ -23,7 +23,8 @@ def allocate(spec: CellSpec, names: Iterable[str], dims: Dims, op: str) -> Buffe
     """Fresh, uninitialised arrays for the named buffers of one call (NaN inside
     :func:`cuda_rnn.cuda.workspace.poisoned`)."""
     T, B, _, H, dtype = dims
-    sizes = {"T": T, "T+1": T + 1, "B": B, "H": H, "G": spec.gates * H}
+    sizes = {"T": T, "T+1": T + 1, "B": B, "H": H, "G": spec.gates * H,
+             "C": peephole_size(spec, H)}
     types = {"storage": storage_dtype(dtype), "acc": acc_dtype(dtype), "int32": np.int32}
     out = {}
     for name in names:
@@ -31,6 +32,11 @@ def allocate(spec: CellSpec, names: Iterable[str], dims: Dims, op: str) -> Buffe
         out[name] = empty(tuple(sizes[s] for s in buffer.shape), types[buffer.kind],
                           f"{op} {buffer.what}")
     return out
+
+
+def peephole_size(spec: CellSpec, H: int) -> int:
+    """Length of the "w_ch" buffer: (G-1) * H with peepholes, else 1 (never read)."""
+    return (spec.gates - 1) * H if spec.options.peephole else 1
 
 
 def arguments(spec: CellSpec, direction: str, kind: str, buffers: Buffers) -> tuple[Any, ...]:

@@ -90,6 +90,6 @@ def gru_backward(
         For a cache that is not a GRU's, a dy that does not match the forward, or an ``algo``
         that cannot run (see :func:`gru_forward`).
     """
-    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = sequence.backward(
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh, _ = sequence.backward(
         "gru", dy, (dh_n,), cache, name=name, algo=algo, graphs=graphs)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -2,7 +2,9 @@
 through CuPy, cache the modules and look up their kernels.
 
 Each compiled file holds templated ``__global__`` kernels, instantiated for its storage types
-through ``cupy.RawModule(name_expressions=...)`` and listed in :data:`KERNELS`. A module is
+(and, for the LSTM's pointwise kernels, every combination of its compile-time options,
+:func:`cuda_rnn.cellspec.kernel_variants`) through ``cupy.RawModule(name_expressions=...)``
+and listed in :data:`KERNELS`. A module is
 compiled once per process (CuPy also caches the binary on disk). The pointwise kernels
 (``<cell>.cu``) and the persistent ones (``<cell>_persistent.cuh``) sit in modules of their
 own: CuPy launches every kernel of a module built with ``enable_cooperative_groups``
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cellspec import DIRECTIONS, SPECS
+from ..cellspec import DIRECTIONS, SPECS, kernel_variants
 
 KERNEL_PACKAGE = "cuda_rnn.kernels_cu"
 CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "kernels_cu"
@@ -50,17 +52,21 @@ class KernelFile:
 
     dtypes : the storage types each kernel is instantiated for.
     cooperative : compiled as a module of its own with ``enable_cooperative_groups``.
+    variants : the template arguments after the storage type of each instantiation ("" for
+        none), each instantiated for every dtype.
     """
 
     kernels: tuple[str, ...]
     dtypes: tuple[str, ...] = tuple(CTYPES)
     cooperative: bool = False
+    variants: tuple[str, ...] = ("",)
 
 
 #: Every file the loader compiles, with its kernels: each cell's pointwise file, and the
 #: cooperative file of each cell with a persistent kernel.
 KERNELS: dict[str, KernelFile] = {
-    **{spec.source_file: KernelFile(spec.pointwise_kernels) for spec in SPECS.values()},
+    **{spec.source_file: KernelFile(spec.pointwise_kernels, variants=kernel_variants(spec.cell))
+       for spec in SPECS.values()},
     **{f"{spec.cell}_persistent.cuh": KernelFile(
         tuple(spec.kernel_name(d, "persistent") for d in DIRECTIONS), TENSOR_CORE_DTYPES,
         cooperative=True) for spec in SPECS.values() if spec.persistent},
@@ -144,8 +150,9 @@ def inline_includes(filename: str) -> str:
     return expand(filename)
 
 
-def kernel_name(kernel: str, dtype: str) -> str:
-    """Name expression of one instantiation, e.g. ``lstm_forward_pointwise<float>``.
+def kernel_name(kernel: str, dtype: str, variant: str = "") -> str:
+    """Name expression of one instantiation, e.g. ``rnn_forward_pointwise<float>`` or, with
+    ``variant`` "true, false", ``lstm_forward_pointwise<float, true, false>``.
 
     Raises
     ------
@@ -154,7 +161,7 @@ def kernel_name(kernel: str, dtype: str) -> str:
     """
     if dtype not in CTYPES:
         raise ValueError(f"dtype: expected one of {tuple(CTYPES)}, got {dtype!r}")
-    return f"{kernel}<{CTYPES[dtype]}>"
+    return f"{kernel}<{CTYPES[dtype]}{', ' + variant if variant else ''}>"
 
 
 def module_build(filename: str) -> ModuleBuild:
@@ -167,7 +174,8 @@ def module_build(filename: str) -> ModuleBuild:
         For a file that is not one of :data:`KERNELS`.
     """
     entry = _kernel_file(filename)
-    names = tuple(kernel_name(k, d) for k in entry.kernels for d in entry.dtypes)
+    names = tuple(kernel_name(k, d, v) for k in entry.kernels for v in entry.variants
+                  for d in entry.dtypes)
     return ModuleBuild(filename, inline_includes(filename), COMPILE_OPTIONS, names,
                        entry.cooperative)
 
@@ -210,19 +218,22 @@ def get_module(filename: str) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def get_kernel(filename: str, kernel: str, dtype: str) -> Any:
-    """The compiled ``cupy.RawKernel`` for one kernel of ``filename`` and one storage dtype
-    (looked up once).
+def get_kernel(filename: str, kernel: str, dtype: str, variant: str = "") -> Any:
+    """The compiled ``cupy.RawKernel`` for one kernel of ``filename``, one storage dtype and
+    one variant (looked up once).
 
     Raises
     ------
     ValueError
-        For a file outside :data:`KERNELS`, a kernel it does not define, or a dtype it is not
-        instantiated for.
+        For a file outside :data:`KERNELS`, a kernel it does not define, or a dtype or variant
+        it is not instantiated for.
     """
     entry = _kernel_file(filename)
     if kernel not in entry.kernels:
         raise ValueError(f"kernel: expected one of {entry.kernels}, got {kernel!r}")
     if dtype not in entry.dtypes:
         raise ValueError(f"dtype: expected one of {entry.dtypes} for {filename}, got {dtype!r}")
-    return get_module(filename).get_function(kernel_name(kernel, dtype))
+    if variant not in entry.variants:
+        raise ValueError(f"variant: expected one of {entry.variants} for {filename}, "
+                         f"got {variant!r}")
+    return get_module(filename).get_function(kernel_name(kernel, dtype, variant))

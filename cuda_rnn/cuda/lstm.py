@@ -7,16 +7,56 @@ gates after their nonlinearities and tanh(c_t); backward per step (reversed)
 ``lstm_backward_pointwise`` and the GEMM dh += dG_t W_hh, then the weight GEMMs. ``algo=``
 "graph" replays that loop from a CUDA graph, "persistent" runs ``lstm_forward_persistent`` /
 ``lstm_backward_persistent`` (kernels_cu/lstm_persistent.cuh) in one cooperative launch.
+
+The variants of :class:`cuda_rnn.cellspec.Options` that the pointwise kernels take as template
+options, peepholes and the LSTM without a forget gate, run on "alternating" and "graph"; the
+persistent kernels and the projection (``w_hr``) run only the plain cell.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..cellspec import cell_spec
+from ..cellspec import CellSpec, cell_spec
 from . import sequence
+from .common import Dims
+from .dtypes import cast, to_acc
 from .graph import GraphCache
 
 SPEC = cell_spec("lstm")
+
+
+def variant_spec(w_hr: Any, w_ch: Any, forget_gate: bool) -> CellSpec:
+    """The spec of the LSTM variant the cell functions' keywords select.
+
+    Raises
+    ------
+    NotImplementedError
+        For a projection (``w_hr``): the CUDA kernels do not run it yet.
+    """
+    if w_hr is not None:
+        raise NotImplementedError(
+            f"w_hr: the CUDA LSTM runs no projection yet (got a {tuple(w_hr.shape)} w_hr); "
+            "use device='cpu' for proj_size > 0")
+    return cell_spec("lstm", peephole=w_ch is not None, forget_gate=forget_gate)
+
+
+def peephole_gradient(d_gates: Any, c: Any, spec: CellSpec, dims: Dims) -> Any:
+    """dw_ch: sum over steps and batch of da_i c_{t-1}, da_f c_{t-1} and da_o c_t, in the
+    order of w_ch, accumulated in the accumulator dtype and rounded once to storage.
+
+    ``d_gates`` is the (T, B, G*H) pre-activation gradient (zero past each sequence's end, so
+    the states kept there add nothing), ``c`` the (T+1, B, H) cell states.
+    """
+    import cupy
+
+    T, H = dims.T, dims.H
+    d, c = to_acc(d_gates), to_acc(c)
+    reads = {"i": c[:T], "f": c[:T], "o": c[1 : T + 1]}
+    parts = []
+    for k, gate in enumerate(spec.gate_names):
+        if gate in reads:
+            parts.append((d[:, :, k * H : (k + 1) * H] * reads[gate]).sum(axis=(0, 1)))
+    return cast(cupy.concatenate(parts), dims.dtype)
 
 
 def lstm_forward(
@@ -29,6 +69,9 @@ def lstm_forward(
     b_hh: Any,
     lengths: Any = None,
     *,
+    w_hr: Any = None,
+    w_ch: Any = None,
+    forget_gate: bool = True,
     name: str = "cuda_rnn/lstm/forward",
     algo: str = "alternating",
     graphs: GraphCache | None = None,
@@ -39,8 +82,12 @@ def lstm_forward(
     ----------
     x : (T, B, I) CuPy array in a storage dtype.
     h0, c0 : (B, H) initial states, same dtype.
-    w_ih : (4H, I); w_hh : (4H, H); b_ih, b_hh : (4H,) or None (no bias).
+    w_ih : (G*H, I); w_hh : (G*H, H); b_ih, b_hh : (G*H,) or None (no bias); G = 4, or 3
+        without a forget gate (rows i, g, o).
     lengths : (B,) int32 CuPy array with values in [1, T], or None for full length.
+    w_hr : the projection of proj_size > 0: not run on CUDA yet, must be None.
+    w_ch : peephole weights [w_ci; w_cf; w_co] ((G-1)*H,), same dtype, or None.
+    forget_gate : False for the LSTM without a forget gate, c_t = c_{t-1} + i * g.
     name : NVTX range around the call (per-step ranges ``{name}/t{t}`` when enabled).
     algo : the step loop, "alternating", "graph" or "persistent" (resolve "auto" first with
         :func:`cuda_rnn.cuda.algo.choose_algo`).
@@ -56,12 +103,19 @@ def lstm_forward(
     ------
     ValueError
         For shapes or dtypes that do not fit together, an unknown ``algo``, "graph" without
-        ``graphs``, or "persistent" for a shape or dtype it does not fit.
+        ``graphs``, or "persistent" for a shape, dtype or variant it does not run.
+    NotImplementedError
+        For a projection (``w_hr`` not None).
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
-    y, (h_n, c_n), cache = sequence.forward(SPEC, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
-                                            name=name, algo=algo, graphs=graphs)
+    spec = variant_spec(w_hr, w_ch, forget_gate)
+    if algo == "persistent" and not spec.persistent:
+        raise ValueError(f"algo: 'persistent' cannot run this call: "
+                         f"{spec.unsupported_persistent}")
+    y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
+                                            name=name, algo=algo, graphs=graphs,
+                                            weights={"w_ch": w_ch})
     return y, h_n, c_n, cache
 
 
@@ -83,8 +137,9 @@ def lstm_backward(
 
     Returns
     -------
-    dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (4H, I); dw_hh : (4H, H);
-    db_ih, db_hh : (4H,) (equal), or None without bias. All fresh, in the storage dtype.
+    dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (G*H, I); dw_hh : (G*H, H);
+    db_ih, db_hh : (G*H,) (equal), or None without bias; then dw_ch ((G-1)*H,) when the
+    forward had peepholes. All fresh, in the storage dtype.
 
     Raises
     ------
@@ -92,6 +147,13 @@ def lstm_backward(
         For a cache that is not an LSTM's, a dy that does not match the forward, or an
         ``algo`` that cannot run (see :func:`lstm_forward`).
     """
-    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh = sequence.backward(
+    spec = cache.spec
+    if algo == "persistent" and not spec.persistent:
+        raise ValueError(f"algo: 'persistent' cannot run this call: "
+                         f"{spec.unsupported_persistent}")
+    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh, d_gates = sequence.backward(
         "lstm", dy, (dh_n, dc_n), cache, name=name, algo=algo, graphs=graphs)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    if not spec.options.peephole:
+        return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    dw_ch = peephole_gradient(d_gates, cache.saved["c"], spec, cache.dims)
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch

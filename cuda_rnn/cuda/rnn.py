@@ -94,6 +94,6 @@ def rnn_backward(
         For a cache that is not a vanilla RNN's, a dy that does not match the forward, or an
         ``algo`` that cannot run (see :func:`rnn_forward`).
     """
-    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh = sequence.backward(
+    dx, (dh0,), dw_ih, dw_hh, db_ih, db_hh, _ = sequence.backward(
         "rnn", dy, (dh_n,), cache, name=name, algo=algo, graphs=graphs)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

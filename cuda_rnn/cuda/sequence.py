@@ -28,7 +28,7 @@ from ..profiling import nvtx_range
 from . import persistent
 from .algo import check_step_loop, tf32_allowed
 from .blas import GemmPlan
-from .cellspec import allocate, arguments, describe_kernel, graph_key
+from .cellspec import allocate, arguments, describe_kernel, graph_key, peephole_size
 from .common import (
     Dims,
     acc_state,
@@ -41,7 +41,7 @@ from .common import (
     summed_bias,
     time_steps,
 )
-from .dtypes import acc_dtype, cast, to_acc
+from .dtypes import acc_dtype, cast, dtype_name, to_acc
 from .errors import device_errors
 from .graph import Buffers, GraphCache
 from .launch import BLOCK, launch, pointwise_grid
@@ -51,7 +51,8 @@ from .loader import get_kernel
 class SequenceCache(NamedTuple):
     """What :func:`backward` needs from a :func:`forward` call (opaque to the layers).
 
-    saved : the spec's saved buffers by name (fresh arrays, whichever ``algo`` ran).
+    saved : the spec's saved buffers and its own weights by name (fresh arrays, whichever
+        ``algo`` ran).
     """
 
     spec: CellSpec
@@ -71,7 +72,8 @@ def _tail(spec: CellSpec, dims: Dims) -> tuple[np.int32, ...]:
 def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The forward step loop: per step one GEMM and one pointwise launch, nothing else."""
     T, B, _, H, dtype = dims
-    kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype)
+    kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype,
+                        spec.template_arguments)
     what = describe_kernel(spec, "forward", dims)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
@@ -86,7 +88,8 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
 def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The backward step loop: per step (reversed) one pointwise launch and one GEMM."""
     T, B, _, H, dtype = dims
-    kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype)
+    kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype,
+                        spec.template_arguments)
     what = describe_kernel(spec, "backward", dims)
     recurrent = spec.grads[1]
     dg, w_hh, dh = buffers[recurrent], buffers["w_hh"], buffers["dh"]
@@ -108,6 +111,28 @@ def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buf
     sizes = (np.int32(dims.T), np.int32(dims.B), np.int32(dims.H))
     persistent.launch(plan, arguments(spec, plan.direction, "persistent", buffers) + sizes,
                       allow_tf32)
+
+
+def _cell_weights(spec: CellSpec, weights: dict[str, Any], dims: Dims) -> Buffers:
+    """The cell's own weights (:attr:`CellSpec.weights`) in the accumulator dtype, each checked
+    against its buffer's size; a one-element stand-in for one the options leave unread."""
+    import cupy
+
+    out = {}
+    for name in spec.weights:
+        size = peephole_size(spec, dims.H)
+        given = weights.get(name)
+        if given is None:
+            if spec.options.peephole:
+                raise ValueError(f"{name}: expected a ({size},) array for peephole=True, "
+                                 "got None")
+            out[name] = cupy.zeros((1,), acc_dtype(dims.dtype))
+            continue
+        if tuple(given.shape) != (size,) or dtype_name(given.dtype) != dims.dtype:
+            raise ValueError(f"{name}: expected shape ({size},) dtype {dims.dtype}, "
+                             f"got {tuple(given.shape)} {dtype_name(given.dtype)}")
+        out[name] = to_acc(given)
+    return out
 
 
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
@@ -136,10 +161,12 @@ def forward(
     name: str,
     algo: str,
     graphs: GraphCache | None,
+    weights: dict[str, Any] | None = None,
 ) -> tuple[Any, tuple[Any, ...], SequenceCache]:
     """Run one layer-direction of ``spec``'s cell over a time-major sequence.
 
-    ``states`` are the initial states in the order of ``spec.states``; the other arguments are
+    ``states`` are the initial states in the order of ``spec.states``; ``weights`` the cell's
+    own weights by buffer name (the LSTM's "w_ch" with peepholes); the other arguments are
     those of :func:`cuda_rnn.cuda.lstm.lstm_forward`. Returns y, the final states (fresh
     arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
     """
@@ -152,6 +179,7 @@ def forward(
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
+                  **_cell_weights(spec, weights or {}, dims),
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
         if algo == "graph":
             out = graphs.run(graph_key(spec, "forward", dims),
@@ -169,8 +197,9 @@ def forward(
             else:
                 run_forward_steps(spec, out, dims, name)
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
-    cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"],
-                          {n: out[n] for n in spec.saved}, b_ih is not None, dims)
+    saved = {n: out[n] for n in spec.saved} | {n: inputs[n] for n in spec.weights}
+    cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
+                          dims)
     return out["y"], finals, cache
 
 
@@ -191,13 +220,15 @@ def backward(
     name: str,
     algo: str,
     graphs: GraphCache | None,
-) -> tuple[Any, tuple[Any, ...], Any, Any, Any, Any]:
+) -> tuple[Any, tuple[Any, ...], Any, Any, Any, Any, Any]:
     """Backpropagate through time over the sequence of the matching :func:`forward`.
 
     ``cell`` is the cell the caller expects the cache to be of; ``dstates`` are the gradients
     with respect to the final states (None: zeros) in the order of ``spec.states``. Returns
     dx, the gradients with respect to the initial states, dW_ih, dW_hh, db_ih and db_hh (the
-    biases None without bias), all fresh, in the storage dtype.
+    biases None without bias), all fresh, in the storage dtype, and last the (T, B, G*H)
+    gradient with respect to the input projection (from which a cell forms the gradients of
+    its own weights).
 
     Raises
     ------
@@ -220,6 +251,7 @@ def backward(
         names = spec.names("backward")
         inputs = {n: cache.saved[n] for n in names if n in cache.saved}
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
+        inputs.update({n: cache.saved[n] for n in spec.weights})
         inputs.update({g: acc_state(d, dims) for g, d in zip(state_grads, dstates)})
         if algo == "graph":
             out = graphs.run(graph_key(spec, "backward", dims),
@@ -237,4 +269,4 @@ def backward(
             d_input, d_recurrent, cache.x, cache.w_ih, cache.saved["h"][:dims.T],
             cache.has_bias, dims, op)
         d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
-    return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh
+    return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh, d_input
