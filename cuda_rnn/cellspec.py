@@ -500,18 +500,21 @@ def _checked(cell: str, opts: Options) -> Options:
                    forget_bias=forget_bias)
 
 
-def model_cell_spec(name: str) -> CellSpec:
-    """The spec of a model cell name in :data:`MODEL_CELLS` ("rnn-relu": RNN with relu).
+def model_cell_spec(name: str, **options: Any) -> CellSpec:
+    """The spec of a model cell name in :data:`MODEL_CELLS` ("rnn-relu": RNN with relu) with
+    further :class:`Options` (the LSTM variants).
 
     Raises
     ------
     ValueError
-        For a name outside :data:`MODEL_CELLS`.
+        For a name outside :data:`MODEL_CELLS`, or an option value the cell does not take.
     """
     if name not in MODEL_CELLS:
         raise ValueError(f"cell: expected one of {MODEL_CELLS}, got {name!r}")
     cell, _, nonlinearity = name.partition("-")
-    return cell_spec(cell, nonlinearity=nonlinearity) if nonlinearity else cell_spec(cell)
+    if nonlinearity:
+        options["nonlinearity"] = nonlinearity
+    return cell_spec(cell, **options)
 
 
 def kernel_variants(cell: str) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Sequence
 import numpy as np
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .experiments import compare_cells, sample_text
+from .experiments import COMPARISON_CELLS, compare_cells, resolve_cell, sample_text
 from .model import CELLS, SequenceModel
 from .optim import SGD, Adam, Optimizer
 from .tasks import TASKS, CharLM, Task, make_task
@@ -35,7 +35,7 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
 RUN_FILE = "run.json"
 RUN_FILES = (CHECKPOINT, METRICS, "loss.png")
-VANISH_CELLS = ("rnn-sigmoid", "rnn-tanh", "lstm", "gru")
+VANISH_CELLS = ("rnn-sigmoid", "rnn-tanh", "lstm", "lstm-carousel", "gru")
 GRADCHECK_INPUT = 3
 GRADCHECK_TOL = 1e-6
 TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
@@ -46,7 +46,10 @@ TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
 }
 #: Settings of a run that define its model and data: a resumed run keeps them.
 FIXED_ON_RESUME = ("task", "text", "seq_len", "cell", "hidden", "layers", "embed", "dropout",
-                   "dtype", "seed", "optimizer", "momentum")
+                   "dtype", "seed", "optimizer", "momentum", "proj_size", "peephole",
+                   "no_forget_gate", "forget_bias")
+#: The train options that set the LSTM's variant (see :func:`lstm_options`).
+LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias")
 #: Settings of how training goes on: a resumed run may change them, and says so.
 CHANGEABLE_ON_RESUME = ("steps", "batch", "lr", "clip", "clip_value", "tbptt", "schedule",
                         "warmup")
@@ -107,13 +110,21 @@ def _tbptt(text: str) -> tuple[int, int]:
     return values[0], values[-1]
 
 
-def _cells(text: str) -> list[str]:
-    cells = [c.strip() for c in text.split(",") if c.strip()]
-    bad = [c for c in cells if c not in CELLS]
-    if not cells or bad:
-        raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(CELLS)}, got {text!r}")
-    return cells
+def _cell_list(allowed: tuple[str, ...]) -> Any:
+    def parse(text: str) -> list[str]:
+        cells = [c.strip() for c in text.split(",") if c.strip()]
+        bad = [c for c in cells if c not in allowed]
+        if not cells or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(allowed)}, got {text!r}")
+        return cells
+
+    parse.__name__ = "cell list"
+    return parse
+
+
+_cells = _cell_list(CELLS)
+_comparison_cells = _cell_list(COMPARISON_CELLS)
 
 
 def _task_defaults_help(column: int) -> str:
@@ -172,6 +183,15 @@ def _add_train_arguments(train: argparse.ArgumentParser) -> None:
                        help="checkpoint interval in steps (0: only at the end)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-plots", action="store_true", help="no loss.png")
+    lstm = train.add_argument_group("LSTM variants", "set on the LSTM of --cell only")
+    lstm.add_argument("--proj-size", type=_positive(int), default=None,
+                      help="project h to this many units (torch.nn.LSTM's proj_size)")
+    lstm.add_argument("--peephole", action="store_true",
+                      help="peephole connections: i, f read c_{t-1}, o reads c_t")
+    lstm.add_argument("--no-forget-gate", action="store_true",
+                      help="the original LSTM without a forget gate: c_t = c_{t-1} + i g")
+    lstm.add_argument("--forget-bias", type=float, default=None,
+                      help="initial forget-gate bias (b_ih's forget rows; b_hh's set to 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,11 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA when CuPy sees a GPU, else the CPU")
 
-    vanish = sub.add_parser("vanish", help="||dL/dh_t|| vs t for RNN-sigmoid/tanh, LSTM, GRU",
-                            **kind)
+    vanish = sub.add_parser(
+        "vanish", help="||dL/dh_t|| vs t for RNN-sigmoid/tanh, LSTM, the LSTM without a "
+        "forget gate (lstm-carousel), GRU", **kind)
     vanish.add_argument("--task", choices=("adding", "copy"), default="adding",
                         help="the task whose loss is differentiated")
-    vanish.add_argument("--cell", type=_cells, default=list(VANISH_CELLS),
+    vanish.add_argument("--cell", type=_comparison_cells, default=list(VANISH_CELLS),
                         help="comma-separated cells")
     vanish.add_argument("--hidden", type=_positive(int), default=64, help="units")
     vanish.add_argument("--seq-len", type=_positive(int), default=100, help="T")
@@ -217,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grad = sub.add_parser("gradcheck", help="finite-difference check of a layer's BPTT",
                           **kind)
-    grad.add_argument("--cell", type=_cells, default=list(VANISH_CELLS),
+    grad.add_argument("--cell", type=_comparison_cells, default=list(VANISH_CELLS),
                       help="comma-separated cells")
     grad.add_argument("--hidden", type=_positive(int), default=5, help="units per layer")
     grad.add_argument("--layers", type=_positive(int), default=2, help="recurrent layers")
@@ -279,6 +300,28 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.resume and args.force:
         raise UsageError("--force: expected either --resume (continue the run in --out) or "
                          "--force (replace it), got both")
+    _check_lstm_flags(args)
+
+
+def lstm_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The LSTM options the train flags set (those left at their defaults omitted)."""
+    options: dict[str, Any] = {}
+    if args.proj_size:
+        options["proj_size"] = args.proj_size
+    if args.peephole:
+        options["peephole"] = True
+    if args.no_forget_gate:
+        options["forget_gate"] = False
+    if args.forget_bias is not None:
+        options["forget_bias"] = args.forget_bias
+    return options
+
+
+def _check_lstm_flags(args: argparse.Namespace) -> None:
+    given = [_flag(f) for f in LSTM_FLAGS if getattr(args, f) not in (None, False)]
+    if given and "lstm" not in args.cell:
+        raise UsageError(f"{given[0]}: an LSTM option; expected --cell to include lstm, got "
+                         f"{','.join(args.cell)}")
 
 
 def _flag(dest: str) -> str:
@@ -313,7 +356,9 @@ def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> 
     if not path.is_file():
         raise UsageError(f"--resume: expected a run in {str(out)!r} (its {RUN_FILE}), found "
                          "none; train without --resume to start one")
-    settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    # A run made before the LSTM flags existed used their defaults.
+    settings = {**dict.fromkeys(LSTM_FLAGS), "peephole": False, "no_forget_gate": False,
+                **json.loads(path.read_text(encoding="utf-8"))["settings"]}
     conflicts, changed = [], []
     for key in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME:
         if key in given and _plain(getattr(args, key)) != settings[key]:
@@ -394,6 +439,7 @@ def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
         "baseline": task.baseline, "baseline_name": task.baseline_name,
         "wall_s": round(wall_s, 2), "resumed_from_step": resumed_from,
         "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
+        "options": trainer.model.config["options"],
     }
     if task.loss_kind == "xent":
         metrics["test_perplexity"] = math.exp(metrics["test_loss"])
@@ -412,6 +458,7 @@ def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
         cell, task.input_size, args.hidden, task.output_size, num_layers=args.layers,
         input_kind="embedding" if args.embed and task.input_kind == "onehot" else task.input_kind,
         dropout=args.dropout, dtype=args.dtype, device=args.device, seed=args.seed,
+        options=lstm_options(args) if cell == "lstm" else None,
     )
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch, clip=args.clip or None,
@@ -586,8 +633,12 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(args.seed)
     failed = 0
-    layers = [make_recurrent(cell, GRADCHECK_INPUT, args.hidden, args.layers, dtype="float64",
-                             device=args.device, seed=args.seed) for cell in args.cell]
+    layers = []
+    for name in args.cell:
+        cell, options = resolve_cell(name)
+        layers.append(make_recurrent(cell, GRADCHECK_INPUT, args.hidden, args.layers,
+                                     dtype="float64", device=args.device, seed=args.seed,
+                                     options=options))
     print(f"BPTT vs central differences, float64 on {layers[0].device}: T={args.seq_len}, "
           f"batch {args.batch}, hidden {args.hidden}, {args.layers} layer(s); tolerance "
           f"{GRADCHECK_TOL:g}")
@@ -596,7 +647,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         result = gradcheck(layer, x, seed=args.seed)
         ok = result.passed(GRADCHECK_TOL)
         failed += not ok
-        print(f"{cell:<12} max relative error {result.max_error:.3e}  {'ok' if ok else 'FAILED'}")
+        print(f"{cell:<14} max relative error {result.max_error:.3e}  {'ok' if ok else 'FAILED'}")
     return 1 if failed else 0
 
 

@@ -12,12 +12,34 @@ import numpy as np
 
 from .backend import to_numpy
 from .losses import sequence_loss
-from .model import SequenceModel
+from .model import CELLS, SequenceModel
 from .optim import Adam
 from .tasks import Batch, Task
 from .train import TrainConfig, Trainer
-from .validation import positive_int
+from .validation import choice, positive_int
 from .vanishing import state_grad_norms
+
+#: Cell variants the comparisons name: label -> (model cell, its options). The LSTM without a
+#: forget gate is the constant error carousel of Hochreiter and Schmidhuber (1997):
+#: c_t = c_{t-1} + i * g, so dL/dc_{t-1} = dL/dc_t along the cell.
+NAMED_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lstm-carousel": ("lstm", {"forget_gate": False}),
+}
+#: What the comparisons take: every model cell and every named variant.
+COMPARISON_CELLS = CELLS + tuple(NAMED_VARIANTS)
+
+
+def resolve_cell(name: str) -> tuple[str, dict[str, Any]]:
+    """(model cell, options) of a name in :data:`COMPARISON_CELLS`.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    choice(name, "cell", COMPARISON_CELLS)
+    cell, options = NAMED_VARIANTS.get(name, (name, {}))
+    return cell, dict(options)
 
 
 def model_state_grad_norms(model: SequenceModel, task: Task, batch: Batch) -> np.ndarray:
@@ -40,22 +62,25 @@ def compare_cells(
     cells: list[str], task: Task, hidden_size: int, batch_size: int, seed: int,
     train_steps: int = 0, lr: float = 3e-3, progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """||dL/dh_t|| (first layer, shape (T,)) of a one-layer model of each cell, all measured
-    on the same batch of ``task`` and built from the same seed.
+    """||dL/dh_t|| (first layer, shape (T,)) of a one-layer model of each cell (a name of
+    :data:`COMPARISON_CELLS`), all measured on the same batch of ``task`` and built from the
+    same seed.
 
     Each cell gets the curve at initialisation, labelled ``"{cell} init"``, and with
     ``train_steps > 0`` also after that many Adam steps on the task (batches of 64, gradient
     norm clipped to 1), labelled ``"{cell} trained"``; ``progress`` shows a progress bar for
     that training. At PyTorch's initialisation the LSTM's forget gate sits near
     sigmoid(0) = 1/2, so its gradient vanishes like a tanh RNN's; training on a long-range task
-    opens the forget gate and the additive cell path carries it back.
+    opens the forget gate and the additive cell path carries it back. The carousel
+    ("lstm-carousel", no forget gate) carries it back unchanged from the start.
     """
     batch = task.sample(np.random.default_rng(seed), batch_size)
     out = {}
     for cell in cells:
-        model = SequenceModel(cell, task.input_size, hidden_size, task.output_size,
+        name, options = resolve_cell(cell)
+        model = SequenceModel(name, task.input_size, hidden_size, task.output_size,
                               input_kind=task.input_kind, dtype="float64", device="cpu",
-                              seed=seed)
+                              seed=seed, options=options)
         out[f"{cell} init"] = model_state_grad_norms(model, task, batch)[0]
         if train_steps > 0:
             config = TrainConfig(steps=train_steps, batch_size=64, clip=1.0)

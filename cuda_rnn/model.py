@@ -42,10 +42,19 @@ def make_recurrent(
     dtype: str = "float32",
     device: str = "auto",
     seed: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> LSTM | GRU | RNN:
-    """The layer stack for a cell name in :data:`CELLS` ("rnn-tanh" is an RNN with tanh)."""
-    return make_layer(model_cell_spec(cell), input_size, hidden_size, num_layers=num_layers,
-                      dropout=dropout, dtype=dtype, device=device, seed=seed)
+    """The layer stack for a cell name in :data:`CELLS` ("rnn-tanh" is an RNN with tanh), with
+    the cell's ``options`` of :class:`cuda_rnn.cellspec.Options` (the LSTM variants).
+
+    Raises
+    ------
+    ValueError
+        For an option the cell does not take.
+    """
+    spec = model_cell_spec(cell, **(options or {}))
+    return make_layer(spec, input_size, hidden_size, num_layers=num_layers, dropout=dropout,
+                      dtype=dtype, device=device, seed=seed)
 
 
 class Linear(Module):
@@ -198,6 +207,9 @@ class SequenceModel:
     embed_dim : width of the embedding (only for "embedding"; defaults to hidden_size).
     dtype, device : as for the layers.
     seed : one seed from which every part's initial weights (and the dropout stream) derive.
+    options : the cell's options beyond its name, the LSTM's ``proj_size``, ``peephole``,
+        ``forget_gate`` and ``forget_bias`` (see :class:`cuda_rnn.LSTM`); None for none. With
+        a projection the head reads the proj_size outputs.
     """
 
     def __init__(
@@ -213,6 +225,7 @@ class SequenceModel:
         dtype: str = "float32",
         device: str = "auto",
         seed: int | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         choice(input_kind, "input_kind", INPUT_KINDS)
         choice(cell, "cell", CELLS)
@@ -226,17 +239,18 @@ class SequenceModel:
             cell=cell, input_size=int(input_size), hidden_size=int(hidden_size),
             output_size=int(output_size), num_layers=int(num_layers), input_kind=input_kind,
             embed_dim=embed_dim, dropout=float(dropout), dtype=str(dtype), device=str(device),
+            options=dict(options or {}),
         )
         seeds = np.random.SeedSequence(seed).generate_state(3) if seed is not None else [None] * 3
         rnn_in = input_size if input_kind != "embedding" else embed_dim
         self.rnn = make_recurrent(
             cell, rnn_in, hidden_size, num_layers, dropout, dtype, device,
-            None if seed is None else int(seeds[0]),
+            None if seed is None else int(seeds[0]), options,
         )
         self.device, self.dtype, self.xp = self.rnn.device, self.rnn.dtype, self.rnn.xp
         self.config["device"] = self.device
-        self.head = Linear(hidden_size, output_size, dtype=self.dtype, device=self.device,
-                           seed=None if seed is None else int(seeds[1]))
+        self.head = Linear(self.rnn.output_size, output_size, dtype=self.dtype,
+                           device=self.device, seed=None if seed is None else int(seeds[1]))
         self.embed: Embedding | None = None
         self.onehot: OneHot | None = None
         if input_kind == "embedding":

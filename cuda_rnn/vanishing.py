@@ -26,7 +26,7 @@ from .validation import state_parts
 
 def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
     """A cell holding a copy of layer ``k``'s weights."""
-    in_size = layer.input_size if k == 0 else layer.hidden_size
+    in_size = layer.input_size if k == 0 else layer.output_size
     cell = make_cell(layer.spec, in_size, layer.hidden_size, bias=layer.bias,
                      dtype=layer.dtype, device=layer.device)
     params = layer.parameters()
@@ -41,8 +41,9 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
     ----------
     layer : a unidirectional RNN, LSTM or GRU stack (time-major, batch_first=False).
     x : (T, B, input_size) input.
-    dy : (T, B, hidden_size) gradient of the loss with respect to the stack's output y;
-        the initial state is zero and the loss does not depend on the final state.
+    dy : (T, B, P') gradient of the loss with respect to the stack's output y (P' the
+        layer's output_size: proj_size with a projection, else hidden_size); the initial
+        state is zero and the loss does not depend on the final state.
 
     Returns
     -------
@@ -57,8 +58,8 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
     x = layer.xp.asarray(x)
     dy = layer.xp.asarray(dy)
     T, B = x.shape[:2]
-    if tuple(dy.shape) != (T, B, layer.hidden_size):
-        raise ValueError(f"dy: expected shape {(T, B, layer.hidden_size)}, got {tuple(dy.shape)}")
+    if tuple(dy.shape) != (T, B, layer.output_size):
+        raise ValueError(f"dy: expected shape {(T, B, layer.output_size)}, got {tuple(dy.shape)}")
     names = layer.spec.states
     cells = [_cell_twin(layer, k) for k in range(layer.num_layers)]
     inp = x
@@ -73,7 +74,8 @@ def state_grad_norms(layer: LSTM | GRU | RNN, x: Any, dy: Any) -> np.ndarray:
     g_out = dy
     for k in range(layer.num_layers - 1, -1, -1):
         # dL/d(state)_t from step t + 1; h's gets the direct term dy_t added.
-        dstates = [layer.xp.zeros_like(g_out[0]) for _ in names]
+        dstates = [layer.xp.zeros((B, n), g_out.dtype)
+                   for n in layer.spec.state_sizes(layer.hidden_size)]
         dxs = [None] * T
         for t in range(T - 1, -1, -1):
             total = g_out[t] + dstates[0]

@@ -130,14 +130,63 @@ def test_vanish_and_gradcheck(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
     assert main(["vanish", "--seq-len", "12", "--hidden", "8", "--batch", "4",
                  "--out", str(out)]) == 0
     record = json.loads((out / "vanish.json").read_text())
-    assert set(record["norms"]) == {f"{c} init" for c in ("rnn-sigmoid", "rnn-tanh", "lstm", "gru")}
+    cells = ("rnn-sigmoid", "rnn-tanh", "lstm", "lstm-carousel", "gru")
+    assert set(record["norms"]) == {f"{c} init" for c in cells}
     assert all(len(n) == 12 for n in record["norms"].values())
+    norms = {c: np.asarray(record["norms"][f"{c} init"]) for c in cells}
+    # The carousel carries dL/dc back unchanged: at initialisation its gradient at t = 0 is
+    # a larger share of the last step's than the forget-gated LSTM's or the tanh RNN's.
+    keep = {c: n[0] / n[-1] for c, n in norms.items()}
+    assert keep["lstm-carousel"] > 3 * max(keep["lstm"], keep["rnn-tanh"])
     assert (out / "vanish.png").exists()
     capsys.readouterr()
-    assert main(["gradcheck", "--cell", "lstm,rnn-tanh", "--seq-len", "3", "--hidden", "3",
-                 "--batch", "2", "--layers", "1"]) == 0
+    assert main(["gradcheck", "--cell", "lstm,rnn-tanh,lstm-carousel", "--seq-len", "3",
+                 "--hidden", "3", "--batch", "2", "--layers", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith("lstm") and lines[1].endswith("ok") and lines[2].endswith("ok")
+    assert lines[1].startswith("lstm ") and lines[3].startswith("lstm-carousel ")
+    assert all(line.endswith("ok") for line in lines[1:4])
+
+
+@pytest.mark.parametrize("flags, options", [
+    (["--peephole"], {"peephole": True}),
+    (["--no-forget-gate", "--proj-size", "3"], {"forget_gate": False, "proj_size": 3}),
+    (["--forget-bias", "1.5"], {"forget_bias": 1.5}),
+])
+def test_train_lstm_variant_flags_reach_the_lstm_only(flags: list, options: dict,
+                                                       capsys: pytest.CaptureFixture,
+                                                       tmp_path: Path) -> None:
+    from cuda_rnn.checkpoint import load_checkpoint
+
+    out = tmp_path / "r"
+    assert main(["train", "--cell", "lstm,rnn-tanh", "--out", str(out), *flags, *TINY]) == 0
+    lstm = load_checkpoint(out / "lstm" / "checkpoint.npz")
+    rnn = load_checkpoint(out / "rnn-tanh" / "checkpoint.npz")
+    assert lstm.meta["config"]["model"]["options"] == options
+    assert rnn.meta["config"]["model"]["options"] == {}
+    metrics = json.loads((out / "lstm" / "metrics.json").read_text())
+    assert metrics["options"] == options
+    shapes = {k: v.shape for k, v in lstm.params.items()}
+    H = metrics["hidden"]
+    G = 3 if options.get("forget_gate") is False else 4
+    assert shapes["rnn.weight_ih_l0"][0] == G * H
+    assert ("rnn.weight_ch_l0" in shapes) == ("peephole" in options)
+    if "proj_size" in options:
+        assert shapes["rnn.weight_hr_l0"] == (3, H) and shapes["head.weight"][1] == 3
+    if "forget_bias" in options:
+        # Three Adam steps of lr 3e-3 move a bias by at most about 0.01.
+        np.testing.assert_allclose(lstm.params["rnn.bias_ih_l0"][H:2 * H], 1.5, atol=0.02)
+        np.testing.assert_allclose(lstm.params["rnn.bias_hh_l0"][H:2 * H], 0.0, atol=0.02)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--steps", "5"]) == 0
+    assert "resumed from step" in capsys.readouterr().out
+
+
+def test_train_lstm_flags_without_an_lstm_are_a_usage_error(capsys: pytest.CaptureFixture,
+                                                            tmp_path: Path) -> None:
+    assert main(["train", "--cell", "gru", "--no-forget-gate", "--out", str(tmp_path / "r"),
+                 *TINY]) == 2
+    assert ("--no-forget-gate: an LSTM option; expected --cell to include lstm, got gru"
+            in capsys.readouterr().err)
 
 
 def test_python_dash_m_entry_point_reports_usage_errors(tmp_path: Path) -> None:

@@ -10,15 +10,18 @@ from cuda_rnn.experiments import compare_cells, model_state_grad_norms
 from cuda_rnn.vanishing import state_grad_norms
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn-tanh"])
+@pytest.mark.parametrize("cell, options", [
+    ("lstm", {}), ("gru", {}), ("rnn-tanh", {}), ("lstm", {"forget_gate": False}),
+    ("lstm", {"proj_size": 3, "peephole": True}),
+], ids=["lstm", "gru", "rnn-tanh", "lstm-carousel", "lstm-proj-peephole"])
 def test_norms_equal_the_layer_gradient_of_a_restart_at_each_step(
-    rng: np.random.Generator, cell: str
+    rng: np.random.Generator, cell: str, options: dict
 ) -> None:
     T, B, I, H = 7, 3, 2, 4
     layer = make_recurrent(cell, I, H, 1, dtype="float64", device="cpu",
-                           seed=int(rng.integers(1 << 30)))
+                           seed=int(rng.integers(1 << 30)), options=options)
     x = rng.standard_normal((T, B, I))
-    dy = rng.standard_normal((T, B, H))
+    dy = rng.standard_normal((T, B, layer.output_size))
     norms = state_grad_norms(layer, x, dy)
     assert norms.shape == (1, T)
     assert norms[0, -1] == pytest.approx(np.linalg.norm(dy[-1]))
@@ -32,23 +35,26 @@ def test_norms_equal_the_layer_gradient_of_a_restart_at_each_step(
         assert norms[0, t - 1] == pytest.approx(np.linalg.norm(dy[t - 1] + dh[0]), rel=1e-10)
 
 
-def _single(layer, k: int):
+def _single(layer, k: int, cell: str = "gru", options: dict | None = None):
     """A one-layer copy of layer k of a stack."""
-    one = make_recurrent("gru", layer.input_size if k == 0 else layer.hidden_size,
-                         layer.hidden_size, 1, dtype="float64", device="cpu")
+    one = make_recurrent(cell, layer.input_size if k == 0 else layer.output_size,
+                         layer.hidden_size, 1, dtype="float64", device="cpu", options=options)
     one.load_state_dict({name.replace(f"_l{k}", "_l0"): v
                          for name, v in layer.parameters().items() if name.endswith(f"_l{k}")})
     return one
 
 
-def test_stacked_norms_equal_those_of_each_layer_on_its_own(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("cell, options", [("gru", None), ("lstm", {"proj_size": 2})],
+                         ids=["gru", "lstm-proj"])
+def test_stacked_norms_equal_those_of_each_layer_on_its_own(rng: np.random.Generator,
+                                                            cell: str, options: dict) -> None:
     T, B, I, H = 6, 2, 3, 4
-    stack = make_recurrent("gru", I, H, 2, dtype="float64", device="cpu",
-                           seed=int(rng.integers(1 << 30)))
+    stack = make_recurrent(cell, I, H, 2, dtype="float64", device="cpu",
+                           seed=int(rng.integers(1 << 30)), options=options)
     x = rng.standard_normal((T, B, I))
-    dy = rng.standard_normal((T, B, H))
+    dy = rng.standard_normal((T, B, stack.output_size))
     norms = state_grad_norms(stack, x, dy)
-    lower, upper = _single(stack, 0), _single(stack, 1)
+    lower, upper = _single(stack, 0, cell, options), _single(stack, 1, cell, options)
     y0, _ = lower(x)
     upper(y0)
     dy0, _ = upper.backward(dy)
