@@ -42,16 +42,18 @@ PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch"}
 DIRECTIONS = ("forward", "backward")
 #: The LSTM options that are template arguments of its pointwise kernels, in their order
-#: (``lstm_forward_pointwise<float, Peephole, ForgetGate>``).
-LSTM_KERNEL_OPTIONS = ("peephole", "forget_gate")
+#: (``lstm_forward_pointwise<float, Peephole, ForgetGate, Projection>``; projection is
+#: proj_size > 0).
+LSTM_KERNEL_OPTIONS = ("peephole", "forget_gate", "projection")
 
 
 @dataclass(frozen=True)
 class Buffer:
     """One buffer of a step loop.
 
-    shape : sizes by symbol: "T", "T+1", "B", "H", "G" (gates * H) or "C" (the peephole
-        weights, (G-1) * H; 1, unread, without peepholes).
+    shape : sizes by symbol: "T", "T+1", "B", "H", "P" (the size of h and y: proj_size with
+        a projection, else H), "G" (gates * H) or "C" (the peephole weights, (G-1) * H; 1,
+        unread, without peepholes).
     kind : element type: "storage" (the call's dtype), "acc" (its accumulator dtype: float32
         for the 16-bit dtypes) or "int32".
     what : what it holds, for out-of-memory messages.
@@ -66,12 +68,11 @@ class Buffer:
 COMMON_BUFFERS: dict[str, Buffer] = {
     "xp": Buffer(("T", "B", "G"), "acc", "input projection Xp"),
     "hp": Buffer(("B", "G"), "acc", "recurrent projection Hp"),
-    "w_hh": Buffer(("G", "H"), "storage", "W_hh"),
+    "w_hh": Buffer(("G", "P"), "storage", "W_hh"),
     "lengths": Buffer(("B",), "int32", "lengths"),
-    "h": Buffer(("T+1", "B", "H"), "storage", "hidden states h"),
-    "y": Buffer(("T", "B", "H"), "storage", "output y"),
-    "dy": Buffer(("T", "B", "H"), "storage", "dy"),
-    "dh": Buffer(("B", "H"), "acc", "dh"),
+    "y": Buffer(("T", "B", "P"), "storage", "output y"),
+    "dy": Buffer(("T", "B", "P"), "storage", "dy"),
+    "dh": Buffer(("B", "P"), "acc", "dh"),
 }
 
 # The groups of a layout, filled from a cell's declaration.
@@ -85,10 +86,13 @@ STATE_GRADS = "<state grads>"  # dL/d(state), (B, H) each: in at step T
 GRADS = "<grads>"  # backward's per-step outputs (the gradients of the projections)
 STATE_GRADS_OUT = "<state grads out>"  # dL/d(state)_0, aliases of STATE_GRADS
 
-#: The array arguments of each kernel, in the order of its C++ signature, for every cell.
+#: The array arguments of each kernel, in the order of its C++ signature, for every cell
+#: (the projection kernels are the LSTM's with proj_size > 0 only).
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "forward_pointwise": ("xp", "hp", WEIGHTS, INPUTS, STATES, "y", OUTPUTS, "lengths"),
     "backward_pointwise": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths"),
+    "forward_projection": ("h", "y", "lengths"),
+    "backward_projection": ("dy", "dh", "dhr", "lengths"),
     "forward_persistent": ("xp", "w_hh", INPUTS, "lengths", STATES, OUTPUTS, "y"),
     "backward_persistent": ("w_hh", "lengths", PERSISTENT_READS, "dy", STATE_GRADS, GRADS,
                             STATE_GRADS_OUT),
@@ -169,6 +173,9 @@ class CellSpec:
         :data:`SIGNATURES` (grads: the gradient with respect to the input projection, then the
         one with respect to the recurrent projection, the same name when they are one array).
     persistent : whether the persistent kernels run the cell with these options.
+    pointwise_slots : arguments of the pointwise kernels that take another buffer than the
+        one they name: with a projection the forward's y receives m = o * tanh(c) and the
+        backward's dh is dm, the gradient with respect to m.
     """
 
     cell: str
@@ -184,11 +191,13 @@ class CellSpec:
     persistent_reads: tuple[str, ...] = ()
     weights: tuple[str, ...] = ()
     persistent: bool = False
+    pointwise_slots: Mapping[str, str] = field(default_factory=dict)
     _all: dict[str, Buffer] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        own = {s: Buffer(("T+1", "B", "H"), "storage", f"states {s}") for s in self.states}
-        own.update({f"d{s}": Buffer(("B", "H"), "acc", f"d{s}") for s in self.states})
+        size = {s: "P" if s == "h" else "H" for s in self.states}
+        own = {s: Buffer(("T+1", "B", size[s]), "storage", f"states {s}") for s in self.states}
+        own.update({f"d{s}": Buffer(("B", size[s]), "acc", f"d{s}") for s in self.states})
         self._all.update({**COMMON_BUFFERS, **own, **self.buffers})
 
     # ------------------------------------------------------------ gates, states, parameters
@@ -300,7 +309,16 @@ class CellSpec:
         for an LSTM with peepholes and no forget gate; "" for the other cells)."""
         if self.cell != "lstm":
             return ""
-        return ", ".join(str(getattr(self.options, n)).lower() for n in LSTM_KERNEL_OPTIONS)
+        o = self.options
+        values = {"peephole": o.peephole, "forget_gate": o.forget_gate,
+                  "projection": self.projected}
+        return ", ".join(str(values[n]).lower() for n in LSTM_KERNEL_OPTIONS)
+
+    @property
+    def projected(self) -> bool:
+        """Whether h is a projection (an LSTM with proj_size > 0): the step loops then run
+        the ``projection`` kernels and a GEMM with W_hr around the pointwise ones."""
+        return bool(self.options.proj_size)
 
     @property
     def variant(self) -> str:
@@ -311,7 +329,8 @@ class CellSpec:
         if self.cell == "lstm":
             o = self.options
             return ", ".join((["peephole"] if o.peephole else [])
-                             + ([] if o.forget_gate else ["no forget gate"]))
+                             + ([] if o.forget_gate else ["no forget gate"])
+                             + ([f"proj_size={o.proj_size}"] if o.proj_size else []))
         return ""
 
     @property
@@ -329,8 +348,10 @@ class CellSpec:
 
     @property
     def saved(self) -> tuple[str, ...]:
-        """Forward buffers that backward reads ("h" always: dW_hh = sum_t dG_t^T h_{t-1})."""
-        return tuple(dict.fromkeys(("h",) + self.reads + self.persistent_reads))
+        """Forward buffers that backward reads ("h" always: dW_hh = sum_t dG_t^T h_{t-1}; "m"
+        with a projection: dW_hr = sum_t dh_t^T m_t)."""
+        return tuple(dict.fromkeys(("h",) + self.reads + self.persistent_reads
+                                   + (("m",) if self.projected else ())))
 
     @property
     def aliases(self) -> dict[str, str]:
@@ -348,8 +369,15 @@ class CellSpec:
 
     @property
     def pointwise_kernels(self) -> tuple[str, ...]:
-        """The kernels of :attr:`source_file`."""
+        """The kernels of :attr:`source_file` templated on the cell's options."""
         return tuple(self.kernel_name(d, "pointwise") for d in DIRECTIONS)
+
+    @property
+    def projection_kernels(self) -> tuple[str, ...]:
+        """The LSTM's projection kernels in :attr:`source_file` (templated on the storage
+        type only); none for the other cells."""
+        return tuple(self.kernel_name(d, "projection") for d in DIRECTIONS) \
+            if self.cell == "lstm" else ()
 
     def args(self, direction: str, kind: str) -> tuple[str, ...]:
         """The array arguments of the ``<direction>_<kind>`` kernel, in order.
@@ -360,7 +388,8 @@ class CellSpec:
             For a kernel the cell does not have.
         """
         layout = f"{direction}_{kind}"
-        if layout not in SIGNATURES or (kind == "persistent" and not self.persistent):
+        if layout not in SIGNATURES or (kind == "persistent" and not self.persistent) or (
+                kind == "projection" and not self.projected):
             raise ValueError(f"kernel: expected one of {self._kernels()}, got {layout!r}")
         groups = {
             WEIGHTS: self.weights, INPUTS: self.inputs, STATES: self.states,
@@ -372,9 +401,12 @@ class CellSpec:
         }
         return tuple(n for item in SIGNATURES[layout] for n in groups.get(item, (item,)))
 
+    def _kinds(self) -> tuple[str, ...]:
+        return ("pointwise",) + (("persistent",) if self.persistent else ()) + (
+            ("projection",) if self.projected else ())
+
     def _kernels(self) -> tuple[str, ...]:
-        kinds = ("pointwise", "persistent") if self.persistent else ("pointwise",)
-        return tuple(f"{d}_{k}" for k in kinds for d in DIRECTIONS)
+        return tuple(f"{d}_{k}" for k in self._kinds() for d in DIRECTIONS)
 
     @property
     def forward_args(self) -> tuple[str, ...]:
@@ -390,10 +422,11 @@ class CellSpec:
 
     def names(self, direction: str) -> tuple[str, ...]:
         """Every buffer the step loops of ``direction`` touch (aliases resolved)."""
-        kinds = ("pointwise", "persistent") if self.persistent else ("pointwise",)
-        args = [n for k in kinds for n in self.args(direction, k)]
+        args = [self.pointwise_slots.get(n, n) for n in self.args(direction, "pointwise")]
+        args += [n for k in self._kinds()[1:] for n in self.args(direction, k)]
         args += self.states if direction == "forward" else [f"d{s}" for s in self.states]
-        return tuple(dict.fromkeys(self.aliases.get(n, n) for n in args + ["w_hh"]))
+        args += ["w_hh"] + (["w_hr"] if self.projected else [])
+        return tuple(dict.fromkeys(self.aliases.get(n, n) for n in args))
 
 
 def parameter_suffix(layer: int, direction: int) -> str:
@@ -419,12 +452,17 @@ def _lstm(options: Options) -> CellSpec:
         states=("h", "c"),
         buffers={
             "w_ch": Buffer(("C",), "acc", "peephole weights w_ch"),
+            "w_hr": Buffer(("P", "H"), "storage", "W_hr"),
+            "m": Buffer(("T", "B", "H"), "storage", "saved m = o * tanh(c)"),
+            "dm": Buffer(("B", "H"), "acc", "dm"),
+            "dhr": Buffer(("T", "B", "P"), "storage", "projection gradients dL/dh_t"),
             "gates": Buffer(("T", "B", "G"), "storage", f"saved gates {', '.join(gate_names)}"),
             "tanh_c": Buffer(("T", "B", "H"), "storage", "saved tanh(c)"),
             "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
         },
         inputs=(), outputs=("gates", "tanh_c"), reads=("gates", "c", "tanh_c"),
         grads=("dgates", "dgates"), weights=("w_ch",), persistent=not options.lstm_variant,
+        pointwise_slots={"y": "m", "dh": "dm"} if options.proj_size else {},
     )
 
 
@@ -522,8 +560,8 @@ def kernel_variants(cell: str) -> tuple[str, ...]:
     kernels: each combination of :data:`LSTM_KERNEL_OPTIONS` for the LSTM, ("",) otherwise."""
     if cell != "lstm":
         return ("",)
-    return tuple(cell_spec("lstm", peephole=p, forget_gate=f).template_arguments
-                 for p in (False, True) for f in (True, False))
+    return tuple(cell_spec("lstm", peephole=p, forget_gate=f, proj_size=int(r)).template_arguments
+                 for p in (False, True) for f in (True, False) for r in (False, True))
 
 
 #: Every cell with its default options.

@@ -10,6 +10,9 @@
 //     o = sigmoid(a_o),                     h' = o * tanh(c')
 //     valid (t < lengths[b]):  c_t = c', h_t = h', y_t = h'
 //     past the end:            c_t = c_{t-1}, h_t = h_{t-1}, y_t = 0
+//   With Projection, h' is m_t: y receives m_t at every step and h is left alone; the caller
+//   then forms h_{t+1} = m_t W_hr^T with a GEMM and runs lstm_forward_projection, which
+//   keeps h_t = h_{t-1}, y_t = 0 past the end and copies y_t = h_t otherwise.
 //   Saved for backward: the post-activation gates and tanh(c'); the states c_0..c_T
 //   themselves are kept by the caller.
 //
@@ -22,12 +25,18 @@
 //     past the end: dG = 0, dc and dh pass through unchanged.
 //   The caller then adds dG_t W_hh into dh with a GEMM (beta = 1), giving dh_{t-1}, and after
 //   the loop forms dw_ch from dG and the saved states.
+//   With Projection, dh is dm = dL/dm_t (dy is unread): before this launch
+//   lstm_backward_projection forms dhr_t = dh + dy_t (zero past the end, where dh passes
+//   through), and a GEMM dm = dhr_t W_hr; after the loop dW_hr = sum_t dhr_t^T m_t.
 //
 // Template options (every combination is instantiated, see cuda_rnn/cuda/loader.py):
 //   Peephole    read the peephole weights w_ch
 //   ForgetGate  G = 4 gate blocks; false: G = 3, the original LSTM c_t = c_{t-1} + i * g
+//   Projection  h = W_hr m of P = proj_size units, as above
+// The two projection kernels are templated on the storage type only.
 //
-// Memory layout (row-major, C-contiguous; T steps, B batch rows, H hidden units, G gates):
+// Memory layout (row-major, C-contiguous; T steps, B batch rows, H hidden units, G gates;
+// with Projection, h, y, dy and the projection kernels' dh are P wide instead of H):
 //   xp     acc_t[T][B][G*H]  input projection plus both biases, all steps
 //   hp     acc_t[B][G*H]     this step's recurrent projection
 //   w_ch   acc_t[(G-1)*H]    peephole weights [w_ci; w_cf; w_co] ([w_ci; w_co] without a
@@ -37,8 +46,10 @@
 //   gates  T[T][B][G*H]      post-activation gates
 //   tanh_c T[T][B][H]        tanh of the unmasked new cell state
 //   dy     T[T][B][H];  dh, dc  acc_t[B][H] (read and overwritten);  dgates T[T][B][G*H]
+//   dhr    T[T][B][P]        dL/dh_t of each valid step, zero past the end (Projection)
 //   lengths int[B], every value in [1, T]
-// Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
+// Launch: one thread per (b, j), e = b * H + j < B * H (b * P + p < B * P for the projection
+// kernels); 1-D blocks (256 threads), 1-D grid.
 // The per-unit math is in lstm_cell.cuh, shared with the persistent kernels.
 #include "common.cuh"
 #include "lstm_cell.cuh"
@@ -61,7 +72,7 @@ __device__ __forceinline__ Peepholes<A> unit_peepholes(const A* w_ch, int j, int
     return w;
 }
 
-template <typename T, bool Peephole, bool ForgetGate>
+template <typename T, bool Peephole, bool ForgetGate, bool Projection>
 __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                        const acc_t<T>* __restrict__ hp,
                                        const acc_t<T>* __restrict__ w_ch,
@@ -82,7 +93,14 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
     for (int k = 0; k < G; ++k) store(gates, s.gate(k), cell.gate[lstm_slot<ForgetGate>(k)]);
     store(tanh_c, s.here, cell.tanh_c);
     const size_t next = s.here + s.n;
-    if (step_valid(lengths, s.b, t)) {
+    if constexpr (Projection) {
+        store(y, s.here, cell.h);
+        if (step_valid(lengths, s.b, t)) {
+            store(c, next, cell.c);
+        } else {
+            c[next] = c[s.here];
+        }
+    } else if (step_valid(lengths, s.b, t)) {
         store(c, next, cell.c);
         store(h, next, cell.h);
         store(y, s.here, cell.h);
@@ -93,7 +111,7 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
     }
 }
 
-template <typename T, bool Peephole, bool ForgetGate>
+template <typename T, bool Peephole, bool ForgetGate, bool Projection>
 __global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
                                         const T* __restrict__ gates, const T* __restrict__ c,
                                         const T* __restrict__ tanh_c, const T* __restrict__ dy,
@@ -114,11 +132,42 @@ __global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
 #pragma unroll
     for (int k = 0; k < G; ++k) gate[lstm_slot<ForgetGate>(k)] = load(gates, s.gate(k));
     const Peepholes<A> w = unit_peepholes<Peephole, ForgetGate>(w_ch, s.j, H);
-    const A dh_t = dh[s.e] + load(dy, s.here);
+    const A dh_t = Projection ? dh[s.e] : dh[s.e] + load(dy, s.here);
     const A dc_t = lstm_cell_backward<Peephole, ForgetGate>(
         gate, load(tanh_c, s.here), load(c, s.here), dh_t, dc[s.e], dgate, w);
 #pragma unroll
     for (int k = 0; k < G; ++k) store(dgates, s.gate(k), dgate[lstm_slot<ForgetGate>(k)]);
     dc[s.e] = lstm_cell_dc_prev<Peephole, ForgetGate>(gate, dc_t, dgate, w);
     dh[s.e] = A(0);
+}
+
+// After the GEMM h_{t+1} = m_t W_hr^T: past the end the state is kept and y_t is 0.
+template <typename T>
+__global__ void lstm_forward_projection(T* __restrict__ h, T* __restrict__ y,
+                                        const int* __restrict__ lengths, int t, int B, int P) {
+    const StepElement s = step_element(t, B, P, 1);
+    if (!s.in_range()) return;
+    const size_t next = s.here + s.n;
+    if (step_valid(lengths, s.b, t)) {
+        y[s.here] = h[next];
+    } else {
+        h[next] = h[s.here];
+        store(y, s.here, acc_t<T>(0));
+    }
+}
+
+// Before the GEMM dm = dhr_t W_hr: dhr_t = dh + dy_t at a valid step (dh then restarts from 0
+// for the GEMM dh += dG_t W_hh); past the end dhr_t = 0 and dh passes through.
+template <typename T>
+__global__ void lstm_backward_projection(const T* __restrict__ dy, acc_t<T>* __restrict__ dh,
+                                         T* __restrict__ dhr, const int* __restrict__ lengths,
+                                         int t, int B, int P) {
+    const StepElement s = step_element(t, B, P, 1);
+    if (!s.in_range()) return;
+    if (step_valid(lengths, s.b, t)) {
+        store(dhr, s.here, dh[s.e] + load(dy, s.here));
+        dh[s.e] = acc_t<T>(0);
+    } else {
+        store(dhr, s.here, acc_t<T>(0));
+    }
 }

@@ -5,6 +5,10 @@ the forward and the forward+backward of one layer-direction with CUDA events aft
 warm-up (which also captures the graphs), cuDNN timed right next to it, and reports medians
 and the ratio ours / cuDNN.
 
+The LSTM variants (``--variants``) run at :data:`VARIANT_SHAPES`, each against torch's nearest
+cuDNN LSTM: with the same proj_size for the projection, the plain LSTM for peepholes (cuDNN has
+none, so the ratio is what the variant costs against the fastest plain cell).
+
 Precisions: bfloat16, and float32 twice, with TF32 disallowed and allowed, the same on both
 sides: ours through ``CUDA_RNN_ALLOW_TF32`` (:data:`cuda_rnn.cuda.algo.TF32_ENV`, read by the
 persistent kernels at each launch; the alternating and graph loops' cuBLAS GEMMs are full
@@ -13,8 +17,9 @@ float32 either way), torch through ``torch.backends.cuda.matmul.allow_tf32`` and
 
 Writes the rows as JSON to profiles/results/ (or --out): a list of objects with the keys gpu,
 cell, algo (as requested), dtype, tf32 (true / false for float32, null for bfloat16), T, B,
-I, H, pass ("fwd" or "fwd_bwd"), ours_ms, cudnn_ms, ratio and algo_reason (the step loop
-each direction ran and why, from :func:`cuda_rnn.cuda.algo.choose_algo`).
+I, H, variant ("" for the plain cell), pass ("fwd" or "fwd_bwd"), ours_ms, cudnn_ms, ratio
+and algo_reason (the step loop each direction ran and why, from
+:func:`cuda_rnn.cuda.algo.choose_algo`).
 
 Run on a GPU machine: ``PYTHONPATH=. python profiles/bench.py`` (``--quick`` for a smoke run).
 """
@@ -31,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cuda_rnn.cellspec import PARAMETERS, SPECS
+from cuda_rnn.cellspec import CellSpec, cell_spec
 from cuda_rnn.cuda.algo import ALGOS, TF32_ENV, choose_algo
 
 # (T, B, I, H): the two target shapes (against cuDNN), two small-batch shapes, and a small one.
@@ -44,6 +49,12 @@ PRECISIONS = (("float32", False), ("float32", True), ("bfloat16", None))
 DTYPES = ("float32", "bfloat16")
 TF32_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
 RESULTS = Path(__file__).resolve().parent / "results"
+#: LSTM variants: name -> (cuda_rnn options, torch.nn.LSTM keywords of the cuDNN row).
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "peephole": ({"peephole": True}, {}),
+    "proj256": ({"proj_size": 256}, {"proj_size": 256}),
+}
+VARIANT_SHAPES = [(1024, 16, 768, 768)]
 
 
 def _imports() -> tuple[Any, Any] | None:
@@ -84,14 +95,13 @@ def set_tf32(torch: Any, allowed: bool) -> None:
     torch.backends.cudnn.allow_tf32 = allowed
 
 
-def _inputs(cupy: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
+def _inputs(cupy: Any, spec: CellSpec, dtype: str, shape: tuple[int, int, int, int],
             seed: int) -> dict[str, Any]:
     import numpy as np
 
     from cuda_rnn.cuda import cast
 
     T, B, I, H = shape
-    spec = SPECS[cell]
     rng = np.random.default_rng(seed)
     k = 1 / np.sqrt(H)
     shapes = spec.parameter_shapes(I, H, bias=True)
@@ -101,34 +111,35 @@ def _inputs(cupy: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
 
     return {
         "x": dev(rng.standard_normal((T, B, I))),
-        "states": [dev(rng.standard_normal((B, H)) * 0.1) for _ in spec.states],
-        "dy": dev(rng.standard_normal((T, B, H))),
-        "weights": [dev(rng.uniform(-k, k, shapes[name])) for name in PARAMETERS],
+        "states": [dev(rng.standard_normal((B, n)) * 0.1) for n in spec.state_sizes(H)],
+        "dy": dev(rng.standard_normal((T, B, spec.output_size(H)))),
+        "weights": [dev(rng.uniform(-k, k, shape)) for shape in shapes.values()],
     }
 
 
-def describe_choice(cell: str, algo: str, dtype: str, shape: tuple[int, int, int, int],
+def describe_choice(spec: CellSpec, algo: str, dtype: str, shape: tuple[int, int, int, int],
                     limits: Any) -> tuple[str, str, str]:
     """(forward step loop, backward step loop, algo_reason) of ``algo`` for this call."""
     T, B, _, H = shape
-    fwd = choose_algo(algo, cell, "forward", T, B, H, dtype, limits)
-    bwd = choose_algo(algo, cell, "backward", T, B, H, dtype, limits)
+    fwd, bwd = (choose_algo(algo, spec.cell, d, T, B, H, dtype, limits,
+                            spec.unsupported_persistent) for d in ("forward", "backward"))
     reason = f"forward: {fwd.used} ({fwd.reason}); backward: {bwd.used} ({bwd.reason})"
     return fwd.used, bwd.used, reason
 
 
-def _ours(cell: str, inputs: dict[str, Any], fwd_algo: str,
+def _ours(spec: CellSpec, inputs: dict[str, Any], fwd_algo: str,
           bwd_algo: str) -> tuple[Callable[[], None], Callable[[], None]]:
     from cuda_rnn.cuda.backend import cell_functions
     from cuda_rnn.cuda.graph import GraphCache
 
-    forward, backward = cell_functions(cell)
+    forward, backward = cell_functions(spec.cell)
     graphs = GraphCache()  # one per benchmark case, as a layer owns one
-    x, states, dy, weights = inputs["x"], inputs["states"], inputs["dy"], inputs["weights"]
+    x, states, dy = inputs["x"], inputs["states"], inputs["dy"]
+    weights, keywords = spec.function_arguments(tuple(inputs["weights"]))
     no_dstate = [None] * len(states)
 
     def fwd() -> Any:
-        return forward(x, *states, *weights, algo=fwd_algo, graphs=graphs)[-1]
+        return forward(x, *states, *weights, **keywords, algo=fwd_algo, graphs=graphs)[-1]
 
     def both() -> None:
         backward(dy, *no_dstate, fwd(), algo=bwd_algo, graphs=graphs)
@@ -136,15 +147,16 @@ def _ours(cell: str, inputs: dict[str, Any], fwd_algo: str,
     return fwd, both
 
 
-def _cudnn(torch: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
+def _cudnn(torch: Any, spec: CellSpec, torch_options: dict[str, Any], dtype: str,
+           shape: tuple[int, int, int, int],
            seed: int) -> tuple[Callable[[], None], Callable[[], None]]:
     T, B, I, H = shape
     torch.manual_seed(seed)
     tdtype = getattr(torch, dtype)
-    cls = getattr(torch.nn, SPECS[cell].title)  # torch.nn names its classes as the spec does
-    module = cls(I, H).to(device="cuda", dtype=tdtype)
+    cls = getattr(torch.nn, spec.title)  # torch.nn names its classes as the spec does
+    module = cls(I, H, **torch_options).to(device="cuda", dtype=tdtype)
     x = torch.randn(T, B, I, device="cuda", dtype=tdtype, requires_grad=True)
-    dy = torch.randn(T, B, H, device="cuda", dtype=tdtype)
+    dy = torch.randn(T, B, torch_options.get("proj_size") or H, device="cuda", dtype=tdtype)
 
     def fwd() -> None:
         module(x)
@@ -156,9 +168,20 @@ def _cudnn(torch: Any, cell: str, dtype: str, shape: tuple[int, int, int, int],
     return fwd, both
 
 
+def cases(cells: tuple[str, ...], variants: tuple[str, ...],
+          shapes: list) -> list[tuple[str, CellSpec, dict[str, Any], list]]:
+    """(variant name, spec, torch keywords, shapes) of every benchmark case: each cell at
+    ``shapes``, then each LSTM variant at :data:`VARIANT_SHAPES`."""
+    out = [("", cell_spec(cell), {}, shapes) for cell in cells]
+    for name in variants:
+        ours, theirs = VARIANTS[name]
+        out.append((name, cell_spec("lstm", **ours), theirs, VARIANT_SHAPES))
+    return out
+
+
 def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
-        algos: tuple[str, ...], shapes: list, warmup: int,
-        repeats: int) -> list[dict[str, Any]] | None:
+        algos: tuple[str, ...], shapes: list, warmup: int, repeats: int,
+        variants: tuple[str, ...] = ()) -> list[dict[str, Any]] | None:
     """Time every combination; None when CuPy / PyTorch / a GPU is missing."""
     found = _imports()
     if found is None:
@@ -185,17 +208,22 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
         "cudnn": (torch_event, lambda a, b: a.elapsed_time(b), torch.cuda.synchronize),
     }
     rows = []
-    for cell in cells:
+    for variant, spec, torch_options, case_shapes in cases(cells, variants, shapes):
+        cell = spec.cell
         for dtype, tf32 in precisions:
             set_tf32(torch, bool(tf32))
-            for shape in shapes:
+            for shape in case_shapes:
                 T, B, I, H = shape
-                inputs = _inputs(cupy, cell, dtype, shape, seed=T + B)
-                theirs = _cudnn(torch, cell, dtype, shape, seed=T + B)
+                inputs = _inputs(cupy, spec, dtype, shape, seed=T + B)
+                theirs = _cudnn(torch, spec, torch_options, dtype, shape, seed=T + B)
                 for algo in algos:
-                    fwd_algo, bwd_algo, reason = describe_choice(cell, algo, dtype, shape,
-                                                                 limits)
-                    ours = _ours(cell, inputs, fwd_algo, bwd_algo)
+                    try:
+                        fwd_algo, bwd_algo, reason = describe_choice(spec, algo, dtype, shape,
+                                                                     limits)
+                    except ValueError as exc:  # persistent for a variant it does not run
+                        print(f"{cell} {variant} {algo}: {exc}", file=sys.stderr)
+                        continue
+                    ours = _ours(spec, inputs, fwd_algo, bwd_algo)
                     for index, name in enumerate(("fwd", "fwd_bwd")):
                         ms = {}
                         for side, fns in (("ours", ours), ("cudnn", theirs)):
@@ -209,7 +237,8 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
                         ratio = (ms["ours"] / ms["cudnn"]
                                  if ms["ours"] is not None and ms["cudnn"] else None)
                         rows.append(dict(gpu=gpu, cell=cell, algo=algo, dtype=dtype, tf32=tf32,
-                                         T=T, B=B, I=I, H=H, **{"pass": name},
+                                         T=T, B=B, I=I, H=H, variant=variant,
+                                         **{"pass": name},
                                          ours_ms=ms["ours"], cudnn_ms=ms["cudnn"],
                                          ratio=ratio, algo_reason=reason))
                         print(format_row(rows[-1]), flush=True)
@@ -223,7 +252,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def format_row(row: dict[str, Any]) -> str:
     """One line of the table (the reason follows after a bar)."""
     tf32 = {None: "", False: "tf32-off", True: "tf32-on"}[row["tf32"]]
-    return (f"{row['cell']:5} {row['algo']:11} {row['dtype']:8} {tf32:8} T={row['T']:<5} "
+    cell = f"{row['cell']}-{row['variant']}" if row.get("variant") else row["cell"]
+    return (f"{cell:13} {row['algo']:11} {row['dtype']:8} {tf32:8} T={row['T']:<5} "
             f"B={row['B']:<3} I={row['I']:<4} H={row['H']:<4} {row['pass']:7} ours "
             f"{_fmt(row['ours_ms'], '9.3f')} ms  cudnn {_fmt(row['cudnn_ms'], '9.3f')} ms  "
             f"ratio {_fmt(row['ratio'], '6.2f')}  | {row['algo_reason']}")
@@ -242,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf32", choices=tuple(TF32_CHOICES), default="both",
                         help="float32 with TF32 disallowed, allowed, or both (default)")
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS),
+                        default=list(VARIANTS), help="LSTM variants (none: --variants)")
     parser.add_argument("--quick", action="store_true", help="only the smallest shape")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     args = parser.parse_args(argv)
     rows = run(tuple(args.cells), precisions_for(args.dtypes, args.tf32), tuple(args.algos),
-               QUICK_SHAPES if args.quick else SHAPES, args.warmup, args.repeats)
+               QUICK_SHAPES if args.quick else SHAPES, args.warmup, args.repeats,
+               tuple(args.variants))
     if rows is None:
         return 2
     out = args.out

@@ -46,6 +46,7 @@ SCANNED: dict[str, Use] = {
                               "enable_cooperative_groups"), {"options": "tuple"}),
     "cupy.asarray": Use(1),
     "cupy.ascontiguousarray": Use(1, ("dtype",)),
+    "cupy.concatenate": Use(1),
     "cupy.cuda.Device": Use(1),
     "cupy.cuda.ExternalStream": Use(2),
     "cupy.cuda.Stream": Use(0, ("non_blocking",)),

@@ -104,19 +104,30 @@ def test_model_cell_names_and_option_errors() -> None:
 def test_lstm_kernel_options_name_instantiations_and_persistent_support() -> None:
     plain = cell_spec("lstm")
     assert (plain.template_arguments, plain.variant, plain.persistent) == (
-        "false, true", "", True)
+        "false, true, false", "", True)
     assert plain.unsupported_persistent == ""
     both = cell_spec("lstm", peephole=True, forget_gate=False)
-    assert both.template_arguments == "true, false"
+    assert both.template_arguments == "true, false, false"
     assert both.variant == "peephole, no forget gate"
     assert not both.persistent
     assert both.unsupported_persistent.endswith("not peephole=True, forget_gate=False")
-    assert cell_spec("lstm", proj_size=3).unsupported_persistent.endswith("not proj_size=3")
+    projected = cell_spec("lstm", proj_size=3)
+    assert projected.unsupported_persistent.endswith("not proj_size=3")
+    assert (projected.template_arguments, projected.variant) == ("false, true, true",
+                                                                 "proj_size=3")
+    assert projected.args("forward", "projection") == ("h", "y", "lengths")
+    assert projected.args("backward", "projection") == ("dy", "dh", "dhr", "lengths")
+    assert projected.pointwise_slots == {"y": "m", "dh": "dm"}
+    assert "m" in projected.saved and "m" in projected.names("forward")
+    assert {"dm", "dhr", "w_hr"} <= set(projected.names("backward"))
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        plain.args("forward", "projection")
     assert both.args("forward", "pointwise")[:3] == ("xp", "hp", "w_ch")
     assert both.args("backward", "pointwise")[0] == "w_ch"
     with pytest.raises(ValueError, match="kernel: expected one of"):
         both.args("forward", "persistent")
-    assert set(kernel_variants("lstm")) == {"false, true", "false, false", "true, true",
-                                            "true, false"}
+    flags = ("true", "false")
+    assert set(kernel_variants("lstm")) == {f"{a}, {b}, {c}" for a in flags for b in flags
+                                            for c in flags}
     assert kernel_variants("gru") == kernel_variants("rnn") == ("",)
     assert cell_spec("gru").template_arguments == ""

@@ -101,7 +101,7 @@ def test_lstm_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     # The host always passes lengths: all T for full-length sequences.
     lengths_d = cupy.asarray(np.full(B, T) if lengths is None else lengths, cupy.int32)
     w_hh_d = to_device(w_hh, dtype)
-    dims = Dims(T, B, H, H, dtype)
+    dims = Dims(T, B, H, H, dtype, H)
     sequence.run_persistent(lstm.SPEC, fwd, {
         "xp": cupy.asarray(xp.reshape(T, B, 4 * H), acc), "w_hh": w_hh_d, "lengths": lengths_d,
         "h": h, "c": c, "gates": gates, "tanh_c": tanh_c, "y": y}, dims, allow_tf32)
@@ -161,7 +161,7 @@ def test_gru_persistent_matches_reference(rng: np.random.Generator, dtype: str,
     # The host always passes lengths: all T for full-length sequences.
     lengths_d = cupy.asarray(np.full(B, T) if lengths is None else lengths, cupy.int32)
     w_hh_d = to_device(w_hh, dtype)
-    dims = Dims(T, B, H, H, dtype)
+    dims = Dims(T, B, H, H, dtype, H)
     sequence.run_persistent(gru.SPEC, fwd, {
         "xp": cupy.asarray(xp.reshape(T, B, 3 * H), acc), "w_hh": w_hh_d,
         "bh": cupy.asarray(b_hh, acc), "lengths": lengths_d, "h": h, "gates": gates, "hn": hn,

@@ -51,7 +51,7 @@ def test_every_kernel_compiles_for_this_gpu() -> None:
     from cuda_rnn.cuda import loader
 
     for filename, entry in loader.KERNELS.items():
-        for kernel in entry.kernels:
-            for variant in entry.variants:
+        for kernel in entry.kernels + entry.plain:
+            for variant in entry.variants_of(kernel):
                 for dtype in entry.dtypes:
                     assert loader.get_kernel(filename, kernel, dtype, variant) is not None

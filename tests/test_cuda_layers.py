@@ -105,7 +105,9 @@ def test_forget_bias_lstm_matches_cpu(dtype: str) -> None:
 LSTM_VARIANTS = {
     "peephole": dict(peephole=True),
     "no-forget-gate": dict(forget_gate=False),
+    "proj": dict(proj_size=3),
     "peephole-no-forget-gate": dict(peephole=True, forget_gate=False),
+    "all": dict(peephole=True, forget_gate=False, proj_size=4),
 }
 
 
@@ -126,9 +128,10 @@ def test_lstm_variant_layer_matches_cpu(rng: np.random.Generator, variant: str, 
     x = rng.standard_normal((B, T, I)).astype(dtype)
     lengths = rng.integers(1, T + 1, size=B)
     lengths[0] = T
-    state = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(2))
-    dy = rng.standard_normal((B, T, 2 * H)).astype(dtype)
-    dstate = tuple(rng.standard_normal((4, B, H)).astype(dtype) for _ in range(2))
+    P = options.get("proj_size") or H
+    state = tuple(rng.standard_normal((4, B, n)).astype(dtype) for n in (P, H))
+    dy = rng.standard_normal((B, T, 2 * P)).astype(dtype)
+    dstate = tuple(rng.standard_normal((4, B, n)).astype(dtype) for n in (P, H))
     y_cpu, s_cpu = cpu(x, state, lengths=lengths)
     y_gpu, s_gpu = gpu(x, state, lengths=lengths)
     _close(y_gpu, y_cpu, dtype, "y")
@@ -141,6 +144,7 @@ def test_lstm_variant_layer_matches_cpu(rng: np.random.Generator, variant: str, 
         _close(ds_gpu[k], ds_cpu[k], dtype, f"d state0 {k}")
     assert sorted(gpu.grads) == sorted(cpu.grads)
     assert any(name.startswith("weight_ch") for name in gpu.grads) == ("peephole" in options)
+    assert any(name.startswith("weight_hr") for name in gpu.grads) == ("proj_size" in options)
     for name in cpu.grads:
         _close(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
     expected = "graph" if algo == "auto" else algo
@@ -157,13 +161,4 @@ def test_lstm_variant_refuses_explicit_persistent(variant: str) -> None:
     x = np.random.default_rng(0).standard_normal((8, 2, 3))
     with pytest.raises(ValueError, match=r"'persistent' cannot run this layer: the persistent "
                                          r"LSTM kernels run only the plain cell, not "):
-        layer(x)
-
-
-def test_lstm_projection_on_cuda_says_it_is_not_run() -> None:
-    import cuda_rnn as cr
-
-    layer = cr.LSTM(3, 5, proj_size=2, device="cuda")
-    x = np.random.default_rng(0).standard_normal((4, 2, 3))
-    with pytest.raises(NotImplementedError, match=r"proj_size=2.*no projection.*device='cpu'"):
         layer(x)

@@ -1,4 +1,4 @@
-"""The CUDA LSTM variants (peepholes, no forget gate) against the NumPy reference.
+"""The CUDA LSTM variants (peepholes, no forget gate, projection) against the NumPy reference.
 
 Every step loop that runs them ("alternating" and "graph"), every storage dtype, the shapes
 of test_cuda_cells.py, with lengths and without bias; buffers start as NaN
@@ -15,9 +15,13 @@ from cuda_rnn.reference import lstm as ref_lstm
 pytestmark = pytest.mark.gpu
 
 VARIANTS = {
-    "peephole": dict(peephole=True, forget_gate=True),
-    "no-forget-gate": dict(peephole=False, forget_gate=False),
-    "peephole-no-forget-gate": dict(peephole=True, forget_gate=False),
+    "peephole": dict(peephole=True, forget_gate=True, proj=0),
+    "no-forget-gate": dict(peephole=False, forget_gate=False, proj=0),
+    "proj": dict(peephole=False, forget_gate=True, proj=3),
+    "peephole-no-forget-gate": dict(peephole=True, forget_gate=False, proj=0),
+    "peephole-proj": dict(peephole=True, forget_gate=True, proj=2),
+    "no-forget-gate-proj": dict(peephole=False, forget_gate=False, proj=1),
+    "all": dict(peephole=True, forget_gate=False, proj=5),
 }
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # (T, B, I, H): B=1, T=1, H=1, odd sizes, H not a multiple of 32, H above one block of 256.
@@ -28,6 +32,7 @@ def _problem(rng: np.random.Generator, shape: tuple[int, int, int, int], variant
              bias: bool, with_lengths: bool) -> dict[str, np.ndarray | None]:
     T, B, I, H = shape
     G = 4 if variant["forget_gate"] else 3
+    P = variant["proj"] or H
     k = 1.0 / np.sqrt(H)
     lengths = None
     if with_lengths:
@@ -35,15 +40,16 @@ def _problem(rng: np.random.Generator, shape: tuple[int, int, int, int], variant
         lengths[rng.integers(B)] = T
     return {
         "x": rng.standard_normal((T, B, I)),
-        "h0": rng.standard_normal((B, H)) * 0.5,
+        "h0": rng.standard_normal((B, P)) * 0.5,
         "c0": rng.standard_normal((B, H)) * 0.5,
         "w_ih": rng.uniform(-k, k, (G * H, I)),
-        "w_hh": rng.uniform(-k, k, (G * H, H)),
+        "w_hh": rng.uniform(-k, k, (G * H, P)),
+        "w_hr": rng.uniform(-k, k, (P, H)) if variant["proj"] else None,
         "b_ih": rng.uniform(-k, k, G * H) if bias else None,
         "b_hh": rng.uniform(-k, k, G * H) if bias else None,
         "w_ch": rng.uniform(-1, 1, (G - 1) * H) if variant["peephole"] else None,
-        "dy": rng.standard_normal((T, B, H)),
-        "dh_n": rng.standard_normal((B, H)),
+        "dy": rng.standard_normal((T, B, P)),
+        "dh_n": rng.standard_normal((B, P)),
         "dc_n": rng.standard_normal((B, H)),
         "lengths": lengths,
     }
@@ -68,18 +74,18 @@ def _run(p: dict, variant: dict, dtype: str, algo: str) -> None:
     forget_gate = variant["forget_gate"]
     graphs = GraphCache() if algo == "graph" else None
     with poisoned():
-        y, h_n, c_n, cache = lstm.lstm_forward(*[dev[k] for k in args], w_ch=dev["w_ch"],
-                                               forget_gate=forget_gate, algo=algo,
-                                               graphs=graphs)
+        y, h_n, c_n, cache = lstm.lstm_forward(*[dev[k] for k in args], w_hr=dev["w_hr"],
+                                               w_ch=dev["w_ch"], forget_gate=forget_gate,
+                                               algo=algo, graphs=graphs)
         grads = lstm.lstm_backward(dev["dy"], dev["dh_n"], dev["dc_n"], cache, algo=algo,
                                    graphs=graphs)
-    ry, rh, rc, rcache = ref_lstm.lstm_forward(*[host[k] for k in args], w_ch=host["w_ch"],
-                                               forget_gate=forget_gate)
+    ry, rh, rc, rcache = ref_lstm.lstm_forward(*[host[k] for k in args], w_hr=host["w_hr"],
+                                               w_ch=host["w_ch"], forget_gate=forget_gate)
     rgrads = ref_lstm.lstm_backward(host["dy"], host["dh_n"], host["dc_n"], rcache)
     for name, got, want in zip(("y", "h_n", "c_n"), (y, h_n, c_n), (ry, rh, rc)):
         assert_matches(got, want, dtype, name)
     names = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh") + (
-        ("dw_ch",) if variant["peephole"] else ())
+        ("dw_hr",) if variant["proj"] else ()) + (("dw_ch",) if variant["peephole"] else ())
     assert len(grads) == len(names) == len(rgrads)
     for name, got, want in zip(names, grads, rgrads):
         assert_matches(got, want, dtype, name)

@@ -22,9 +22,12 @@ def test_every_storage_type_is_instantiated() -> None:
 
 def test_every_lstm_variant_is_instantiated_for_every_storage_type() -> None:
     names = set(POINTWISE["lstm.cu"].name_expressions)
-    expected = {f"lstm_{d}_pointwise<{ctype}, {peephole}, {forget_gate}>"
+    flags = ("true", "false")
+    expected = {f"lstm_{d}_pointwise<{ctype}, {peephole}, {forget_gate}, {projection}>"
                 for d in ("forward", "backward") for ctype in loader.CTYPES.values()
-                for peephole in ("true", "false") for forget_gate in ("true", "false")}
+                for peephole in flags for forget_gate in flags for projection in flags}
+    expected |= {f"lstm_{d}_projection<{ctype}>" for d in ("forward", "backward")
+                 for ctype in loader.CTYPES.values()}
     assert names == expected
 
 
@@ -64,3 +67,5 @@ def test_unknown_file_kernel_or_dtype_is_rejected() -> None:
         loader.get_kernel("lstm_persistent.cuh", "lstm_forward_persistent", "float64")
     with pytest.raises(ValueError, match="variant: expected one of"):
         loader.get_kernel("lstm.cu", "lstm_forward_pointwise", "float32", "true")
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        loader.get_kernel("lstm.cu", "lstm_forward_projection", "float32", "true, true, true")

@@ -102,10 +102,11 @@ def test_the_loader_builds_one_module_per_file_and_cell() -> None:
         dtypes = persistent.ELEMENT_BYTES if cooperative else loader.CTYPES
         entry = loader.KERNELS[filename]
         assert len(module.name_expressions) == (
-            len(entry.kernels) * len(entry.variants) * len(dtypes)), filename
-    assert len(loader.KERNELS["lstm.cu"].variants) == 4
-    assert ("lstm_forward_pointwise<__nv_bfloat16, true, false>"
+            len(entry.kernels) * len(entry.variants) + len(entry.plain)) * len(dtypes), filename
+    assert len(loader.KERNELS["lstm.cu"].variants) == 8
+    assert ("lstm_forward_pointwise<__nv_bfloat16, true, false, true>"
             in modules["lstm.cu"].name_expressions)
+    assert "lstm_backward_projection<double>" in modules["lstm.cu"].name_expressions
     assert "rnn_forward_pointwise<__nv_bfloat16>" in modules["rnn.cu"].name_expressions
     assert "gru_backward_persistent<float>" in modules["gru_persistent.cuh"].name_expressions
 

@@ -122,18 +122,9 @@ class CudaBackend:
                 lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
         """One layer-direction over a time-major sequence (``<cell>_forward``).
 
-        Raises
-        ------
-        NotImplementedError
-            For an LSTM with proj_size > 0: the CUDA kernels do not run the projection yet
-            (the NumPy path on device="cpu" does).
         """
-        if spec.options.proj_size:
-            raise NotImplementedError(
-                f"LSTM(proj_size={spec.options.proj_size}): the CUDA kernels run no projection "
-                "yet; use device='cpu' for proj_size > 0")
         T, B, _ = x.shape
-        choice = self.choose(spec, algo, "forward", T, B, weights[1].shape[1],
+        choice = self.choose(spec, algo, "forward", T, B, weights[0].shape[0] // spec.gates,
                              self.storage_name(x))
         arguments, keywords = spec.function_arguments(tuple(weights))
         out = cell_functions(spec.cell)[0](

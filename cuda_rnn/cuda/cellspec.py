@@ -22,8 +22,8 @@ from .workspace import empty
 def allocate(spec: CellSpec, names: Iterable[str], dims: Dims, op: str) -> Buffers:
     """Fresh, uninitialised arrays for the named buffers of one call (NaN inside
     :func:`cuda_rnn.cuda.workspace.poisoned`)."""
-    T, B, _, H, dtype = dims
-    sizes = {"T": T, "T+1": T + 1, "B": B, "H": H, "G": spec.gates * H,
+    T, B, H, dtype = dims.T, dims.B, dims.H, dims.dtype
+    sizes = {"T": T, "T+1": T + 1, "B": B, "H": H, "P": dims.P, "G": spec.gates * H,
              "C": peephole_size(spec, H)}
     types = {"storage": storage_dtype(dtype), "acc": acc_dtype(dtype), "int32": np.int32}
     out = {}
@@ -40,14 +40,15 @@ def peephole_size(spec: CellSpec, H: int) -> int:
 
 
 def arguments(spec: CellSpec, direction: str, kind: str, buffers: Buffers) -> tuple[Any, ...]:
-    """The arrays of one kernel's signature, aliases given the buffer they name."""
-    return tuple(buffers[spec.aliases.get(n, n)] for n in spec.args(direction, kind))
+    """The arrays of one kernel's signature, aliases given the buffer they name (and the
+    pointwise kernels' slots theirs, :attr:`CellSpec.pointwise_slots`)."""
+    slots = spec.pointwise_slots if kind == "pointwise" else {}
+    return tuple(buffers[spec.aliases.get(n, slots.get(n, n))] for n in spec.args(direction, kind))
 
 
 def graph_key(spec: CellSpec, direction: str, dims: Dims) -> tuple[Any, ...]:
     """What identifies a captured step loop of this cell in a graph cache."""
-    T, B, _, H, dtype = dims
-    return (spec.cell, spec.variant, direction, T, B, H, dtype)
+    return (spec.cell, spec.variant, direction, dims.T, dims.B, dims.H, dims.P, dims.dtype)
 
 
 def describe_kernel(spec: CellSpec, direction: str, dims: Dims) -> str:

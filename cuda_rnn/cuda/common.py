@@ -13,17 +13,21 @@ from .workspace import empty
 
 
 class Dims(NamedTuple):
-    """Sizes of one layer-direction call and its storage dtype name."""
+    """Sizes of one layer-direction call and its storage dtype name; P is the size of h and
+    y (the LSTM's proj_size with a projection, else H)."""
 
     T: int
     B: int
     I: int
     H: int
     dtype: str
+    P: int
 
     def describe(self, op: str) -> str:
-        """``"lstm_forward (T=.., B=.., I=.., H=.., float32)"`` for error messages."""
-        return f"{op} (T={self.T}, B={self.B}, I={self.I}, H={self.H}, {self.dtype})"
+        """``"lstm_forward (T=.., B=.., I=.., H=.., float32)"`` for error messages (P too
+        when it differs from H)."""
+        proj = f", P={self.P}" if self.P != self.H else ""
+        return f"{op} (T={self.T}, B={self.B}, I={self.I}, H={self.H}{proj}, {self.dtype})"
 
 
 def _expect(arg: str, array: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -34,9 +38,13 @@ def _expect(arg: str, array: Any, shape: tuple[int, ...], dtype: np.dtype) -> No
 
 
 def check_inputs(
-    x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, gates: int
+    x: Any, states: dict[str, Any], w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, gates: int,
+    projected: bool = False,
 ) -> Dims:
     """Check shapes and dtypes of a forward call and return its sizes.
+
+    H is read from W_hh's columns, or with ``projected`` (h = W_hr m has P units) from
+    W_ih's rows, and P from W_hh's columns; the state ``h0`` is (B, P), the others (B, H).
 
     Raises
     ------
@@ -49,18 +57,24 @@ def check_inputs(
     T, B, I = x.shape
     if w_hh.ndim != 2:
         raise ValueError(f"w_hh: expected shape ({gates}*H, H), got {tuple(w_hh.shape)}")
-    H = w_hh.shape[1]
+    P = w_hh.shape[1]
+    if projected:
+        if w_ih.ndim != 2 or w_ih.shape[0] % gates:
+            raise ValueError(f"w_ih: expected shape ({gates}*H, I), got {tuple(w_ih.shape)}")
+        H = w_ih.shape[0] // gates
+    else:
+        H = P
     G = gates * H
-    _expect("w_hh", w_hh, (G, H), x.dtype)
+    _expect("w_hh", w_hh, (G, P), x.dtype)
     _expect("w_ih", w_ih, (G, I), x.dtype)
     for arg, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
         if bias is not None:
             _expect(arg, bias, (G,), x.dtype)
     for arg, state in states.items():
-        _expect(arg, state, (B, H), x.dtype)
-    if min(T, B, I, H) < 1:
+        _expect(arg, state, (B, P if arg == "h0" else H), x.dtype)
+    if min(T, B, I, H, P) < 1:
         raise ValueError(f"x, w_hh: expected T, B, I, H >= 1, got {(T, B, I, H)}")
-    return Dims(T, B, I, H, name)
+    return Dims(T, B, I, H, name, P)
 
 
 def step_lengths(lengths: Any, dims: Dims) -> Any:
@@ -98,7 +112,7 @@ def summed_bias(b_ih: Any, b_hh: Any) -> Any:
 
 def input_projection(x: Any, w_ih: Any, bias: Any, dims: Dims, gates: int, op: str) -> Any:
     """Xp = x W_ih^T (+ bias) for all steps: one GEMM into an accumulator-typed (T, B, G*H)."""
-    T, B, I, H, name = dims
+    T, B, I, H, name = dims.T, dims.B, dims.I, dims.H, dims.dtype
     xp = empty((T, B, gates * H), acc_dtype(name), f"{op} input projection Xp")
     flat = xp.reshape(T * B, gates * H)
     if bias is not None:
@@ -108,12 +122,12 @@ def input_projection(x: Any, w_ih: Any, bias: Any, dims: Dims, gates: int, op: s
     return xp
 
 
-def acc_state(state: Any, dims: Dims) -> Any:
-    """A fresh accumulator-typed (B, H) copy of a gradient state; zeros for None."""
+def acc_state(state: Any, dims: Dims, size: int) -> Any:
+    """A fresh accumulator-typed (B, size) copy of a gradient state; zeros for None."""
     import cupy
 
     if state is None:
-        return cupy.zeros((dims.B, dims.H), acc_dtype(dims.dtype))
+        return cupy.zeros((dims.B, size), acc_dtype(dims.dtype))
     return to_acc(state)
 
 
@@ -122,7 +136,7 @@ def input_gradients(dgates: Any, x: Any, w_ih: Any, dims: Dims, op: str) -> tupl
 
     ``dgates`` is the (T, B, G*H) gradient with respect to the input projection.
     """
-    T, B, I, _, _ = dims
+    T, B, I = dims.T, dims.B, dims.I
     flat = dgates.reshape(T * B, -1)
     dw_ih = empty((flat.shape[1], I), x.dtype, f"{op} dW_ih")
     matmul_into(flat, x.reshape(T * B, I), dw_ih, trans_a=True, what=f"{op} dG^T x")
@@ -133,10 +147,10 @@ def input_gradients(dgates: Any, x: Any, w_ih: Any, dims: Dims, op: str) -> tupl
 
 def recurrent_weight_gradient(dgates: Any, h_prev: Any, dims: Dims, op: str) -> Any:
     """dW_hh = sum_t dG_t^T h_{t-1}: one GEMM over all steps."""
-    T, B, _, H, _ = dims
+    T, B, P = dims.T, dims.B, dims.P
     flat = dgates.reshape(T * B, -1)
-    dw_hh = empty((flat.shape[1], H), dgates.dtype, f"{op} dW_hh")
-    matmul_into(flat, h_prev.reshape(T * B, H), dw_hh, trans_a=True, what=f"{op} dG^T h")
+    dw_hh = empty((flat.shape[1], P), dgates.dtype, f"{op} dW_hh")
+    matmul_into(flat, h_prev.reshape(T * B, P), dw_hh, trans_a=True, what=f"{op} dG^T h")
     return dw_hh
 
 
@@ -160,9 +174,9 @@ def check_dy(dy: Any, dims: Dims, dtype: Any) -> None:
     ValueError
         Naming dy, the expected and the given shape and dtype.
     """
-    T, B, _, H, _ = dims
-    if tuple(dy.shape) != (T, B, H) or dy.dtype != dtype:
-        raise ValueError(f"dy: expected shape {(T, B, H)} dtype {dtype}, "
+    T, B, P = dims.T, dims.B, dims.P
+    if tuple(dy.shape) != (T, B, P) or dy.dtype != dtype:
+        raise ValueError(f"dy: expected shape {(T, B, P)} dtype {dtype}, "
                          f"got {tuple(dy.shape)} {dy.dtype}")
 
 

@@ -52,20 +52,38 @@ class KernelFile:
 
     dtypes : the storage types each kernel is instantiated for.
     cooperative : compiled as a module of its own with ``enable_cooperative_groups``.
-    variants : the template arguments after the storage type of each instantiation ("" for
-        none), each instantiated for every dtype.
+    variants : the template arguments after the storage type of each instantiation of
+        ``kernels`` ("" for none), each instantiated for every dtype.
+    plain : further kernels templated on the storage type only.
     """
 
     kernels: tuple[str, ...]
     dtypes: tuple[str, ...] = tuple(CTYPES)
     cooperative: bool = False
     variants: tuple[str, ...] = ("",)
+    plain: tuple[str, ...] = ()
+
+    def variants_of(self, kernel: str) -> tuple[str, ...]:
+        """The variants ``kernel`` is instantiated for ("" alone for a plain kernel).
+
+        Raises
+        ------
+        ValueError
+            For a kernel the file does not define.
+        """
+        if kernel in self.plain:
+            return ("",)
+        if kernel not in self.kernels:
+            raise ValueError(f"kernel: expected one of {self.kernels + self.plain}, "
+                             f"got {kernel!r}")
+        return self.variants
 
 
 #: Every file the loader compiles, with its kernels: each cell's pointwise file, and the
 #: cooperative file of each cell with a persistent kernel.
 KERNELS: dict[str, KernelFile] = {
-    **{spec.source_file: KernelFile(spec.pointwise_kernels, variants=kernel_variants(spec.cell))
+    **{spec.source_file: KernelFile(spec.pointwise_kernels, variants=kernel_variants(spec.cell),
+                                    plain=spec.projection_kernels)
        for spec in SPECS.values()},
     **{f"{spec.cell}_persistent.cuh": KernelFile(
         tuple(spec.kernel_name(d, "persistent") for d in DIRECTIONS), TENSOR_CORE_DTYPES,
@@ -174,8 +192,8 @@ def module_build(filename: str) -> ModuleBuild:
         For a file that is not one of :data:`KERNELS`.
     """
     entry = _kernel_file(filename)
-    names = tuple(kernel_name(k, d, v) for k in entry.kernels for v in entry.variants
-                  for d in entry.dtypes)
+    names = tuple(kernel_name(k, d, v) for k in entry.kernels + entry.plain
+                  for v in entry.variants_of(k) for d in entry.dtypes)
     return ModuleBuild(filename, inline_includes(filename), COMPILE_OPTIONS, names,
                        entry.cooperative)
 
@@ -229,11 +247,9 @@ def get_kernel(filename: str, kernel: str, dtype: str, variant: str = "") -> Any
         it is not instantiated for.
     """
     entry = _kernel_file(filename)
-    if kernel not in entry.kernels:
-        raise ValueError(f"kernel: expected one of {entry.kernels}, got {kernel!r}")
+    variants = entry.variants_of(kernel)
     if dtype not in entry.dtypes:
         raise ValueError(f"dtype: expected one of {entry.dtypes} for {filename}, got {dtype!r}")
-    if variant not in entry.variants:
-        raise ValueError(f"variant: expected one of {entry.variants} for {filename}, "
-                         f"got {variant!r}")
+    if variant not in variants:
+        raise ValueError(f"variant: expected one of {variants} for {kernel}, got {variant!r}")
     return get_module(filename).get_function(kernel_name(kernel, dtype, variant))

@@ -8,9 +8,11 @@ gates after their nonlinearities and tanh(c_t); backward per step (reversed)
 "graph" replays that loop from a CUDA graph, "persistent" runs ``lstm_forward_persistent`` /
 ``lstm_backward_persistent`` (kernels_cu/lstm_persistent.cuh) in one cooperative launch.
 
-The variants of :class:`cuda_rnn.cellspec.Options` that the pointwise kernels take as template
-options, peepholes and the LSTM without a forget gate, run on "alternating" and "graph"; the
-persistent kernels and the projection (``w_hr``) run only the plain cell.
+The variants of :class:`cuda_rnn.cellspec.Options` (peepholes, the LSTM without a forget gate,
+the projection) are template options of the pointwise kernels and run on "alternating" and
+"graph"; with a projection each step adds a GEMM h_t = m_t W_hr^T and
+``lstm_forward_projection`` (backward ``lstm_backward_projection`` and dm = dh_t W_hr). The
+persistent kernels run only the plain cell.
 """
 from __future__ import annotations
 
@@ -18,26 +20,28 @@ from typing import Any
 
 from ..cellspec import CellSpec, cell_spec
 from . import sequence
+from .blas import matmul_into
 from .common import Dims
 from .dtypes import cast, to_acc
+from .workspace import empty
 from .graph import GraphCache
 
 SPEC = cell_spec("lstm")
 
 
 def variant_spec(w_hr: Any, w_ch: Any, forget_gate: bool) -> CellSpec:
-    """The spec of the LSTM variant the cell functions' keywords select.
+    """The spec of the LSTM variant the cell functions' keywords select."""
+    return cell_spec("lstm", proj_size=0 if w_hr is None else int(w_hr.shape[0]),
+                     peephole=w_ch is not None, forget_gate=forget_gate)
 
-    Raises
-    ------
-    NotImplementedError
-        For a projection (``w_hr``): the CUDA kernels do not run it yet.
-    """
-    if w_hr is not None:
-        raise NotImplementedError(
-            f"w_hr: the CUDA LSTM runs no projection yet (got a {tuple(w_hr.shape)} w_hr); "
-            "use device='cpu' for proj_size > 0")
-    return cell_spec("lstm", peephole=w_ch is not None, forget_gate=forget_gate)
+
+def projection_gradient(dhr: Any, m: Any, dims: Dims) -> Any:
+    """dW_hr = sum_t dhr_t^T m_t: one GEMM over all steps (dhr is zero past each end)."""
+    T, B, H, P = dims.T, dims.B, dims.H, dims.P
+    dw_hr = empty((P, H), m.dtype, "lstm_backward dW_hr")
+    matmul_into(dhr.reshape(T * B, P), m.reshape(T * B, H), dw_hr, trans_a=True,
+                what="lstm_backward dhr^T m")
+    return dw_hr
 
 
 def peephole_gradient(d_gates: Any, c: Any, spec: CellSpec, dims: Dims) -> Any:
@@ -81,11 +85,12 @@ def lstm_forward(
     Parameters
     ----------
     x : (T, B, I) CuPy array in a storage dtype.
-    h0, c0 : (B, H) initial states, same dtype.
-    w_ih : (G*H, I); w_hh : (G*H, H); b_ih, b_hh : (G*H,) or None (no bias); G = 4, or 3
+    h0, c0 : (B, P) and (B, H) initial states, same dtype (P = H without a projection).
+    w_ih : (G*H, I); w_hh : (G*H, P); b_ih, b_hh : (G*H,) or None (no bias); G = 4, or 3
         without a forget gate (rows i, g, o).
     lengths : (B,) int32 CuPy array with values in [1, T], or None for full length.
-    w_hr : the projection of proj_size > 0: not run on CUDA yet, must be None.
+    w_hr : (P, H) projection of proj_size = P, same dtype, or None; then h0, W_hh's columns,
+        y and h_n are P wide.
     w_ch : peephole weights [w_ci; w_cf; w_co] ((G-1)*H,), same dtype, or None.
     forget_gate : False for the LSTM without a forget gate, c_t = c_{t-1} + i * g.
     name : NVTX range around the call (per-step ranges ``{name}/t{t}`` when enabled).
@@ -95,8 +100,9 @@ def lstm_forward(
 
     Returns
     -------
-    y : (T, B, H) outputs, zero past each sequence's end (a fresh array).
-    h_n, c_n : (B, H) states at each sequence's last valid step (fresh arrays).
+    y : (T, B, P) outputs, zero past each sequence's end (a fresh array; P = H without a
+        projection).
+    h_n, c_n : (B, P) and (B, H) states at each sequence's last valid step (fresh arrays).
     cache : what :func:`lstm_backward` needs.
 
     Raises
@@ -104,8 +110,6 @@ def lstm_forward(
     ValueError
         For shapes or dtypes that do not fit together, an unknown ``algo``, "graph" without
         ``graphs``, or "persistent" for a shape, dtype or variant it does not run.
-    NotImplementedError
-        For a projection (``w_hr`` not None).
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
@@ -115,7 +119,7 @@ def lstm_forward(
                          f"{spec.unsupported_persistent}")
     y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                                             name=name, algo=algo, graphs=graphs,
-                                            weights={"w_ch": w_ch})
+                                            weights={"w_ch": w_ch, "w_hr": w_hr})
     return y, h_n, c_n, cache
 
 
@@ -129,8 +133,9 @@ def lstm_backward(
 
     Parameters
     ----------
-    dy : (T, B, H) gradient with respect to y, in the storage dtype.
-    dh_n, dc_n : (B, H) gradients with respect to the final states (None: zeros).
+    dy : (T, B, P) gradient with respect to y, in the storage dtype (P = H without a
+        projection).
+    dh_n, dc_n : (B, P) and (B, H) gradients with respect to the final states (None: zeros).
     cache : from :func:`lstm_forward` (whichever ``algo`` ran it).
     name : NVTX range around the call.
     algo, graphs : the step loop and graph cache, as in :func:`lstm_forward`.
@@ -138,8 +143,9 @@ def lstm_backward(
     Returns
     -------
     dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (G*H, I); dw_hh : (G*H, H);
-    db_ih, db_hh : (G*H,) (equal), or None without bias; then dw_ch ((G-1)*H,) when the
-    forward had peepholes. All fresh, in the storage dtype.
+    db_ih, db_hh : (G*H,) (equal), or None without bias; then dw_hr (P, H) when the forward
+    had a projection (dh0, dw_hh then P wide) and dw_ch ((G-1)*H,) when it had peepholes.
+    All fresh, in the storage dtype.
 
     Raises
     ------
@@ -151,9 +157,11 @@ def lstm_backward(
     if algo == "persistent" and not spec.persistent:
         raise ValueError(f"algo: 'persistent' cannot run this call: "
                          f"{spec.unsupported_persistent}")
-    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh, d_gates = sequence.backward(
+    dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh, loop = sequence.backward(
         "lstm", dy, (dh_n, dc_n), cache, name=name, algo=algo, graphs=graphs)
-    if not spec.options.peephole:
-        return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
-    dw_ch = peephole_gradient(d_gates, cache.saved["c"], spec, cache.dims)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_ch
+    grads = (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+    if spec.projected:
+        grads += (projection_gradient(loop["dhr"], cache.saved["m"], cache.dims),)
+    if spec.options.peephole:
+        grads += (peephole_gradient(loop["dgates"], cache.saved["c"], spec, cache.dims),)
+    return grads

@@ -69,25 +69,66 @@ def _tail(spec: CellSpec, dims: Dims) -> tuple[np.int32, ...]:
     return (np.int32(dims.B), np.int32(dims.H), *map(np.int32, spec.extra_args))
 
 
+class _ProjectionStep:
+    """One step's projection work around the pointwise kernel of a projected LSTM: forward
+    the GEMM h_{t+1} = m_t W_hr^T then ``lstm_forward_projection``; backward
+    ``lstm_backward_projection`` then the GEMM dm = dhr_t W_hr."""
+
+    def __init__(self, spec: CellSpec, direction: str, buffers: Buffers, dims: Dims) -> None:
+        B, H, P = dims.B, dims.H, dims.P
+        self.kernel = get_kernel(spec.source_file, spec.kernel_name(direction, "projection"),
+                                 dims.dtype)
+        self.what = (f"{spec.kernel_name(direction, 'projection')}<{dims.dtype}> "
+                     f"(B={B}, P={P})")
+        self.arrays = arguments(spec, direction, "projection", buffers)
+        self.tail = (np.int32(B), np.int32(P))
+        self.grid = pointwise_grid(B * P)
+        w_hr = buffers["w_hr"]
+        self.w_ptr = w_hr.data.ptr
+        if direction == "forward":
+            m, h = buffers["m"], buffers["h"]
+            self.gemm = GemmPlan(m[0], w_hr, h[0], trans_b=True, what="lstm h_t = m_t W_hr^T")
+            self.a_ptr, self.a_step = m.data.ptr, B * H * m.itemsize
+            self.c_ptr, self.c_step = h.data.ptr + B * P * h.itemsize, B * P * h.itemsize
+        else:
+            dhr, dm = buffers["dhr"], buffers["dm"]
+            self.gemm = GemmPlan(dhr[0], w_hr, dm, what="lstm dm = dhr_t W_hr")
+            self.a_ptr, self.a_step = dhr.data.ptr, B * P * dhr.itemsize
+            self.c_ptr, self.c_step = dm.data.ptr, 0
+
+    def gemm_at(self, t: int) -> None:
+        self.gemm(self.a_ptr + t * self.a_step, self.w_ptr, self.c_ptr + t * self.c_step)
+
+    def launch_at(self, t: int) -> None:
+        launch(self.kernel, self.grid, (BLOCK,), self.arrays + (np.int32(t),) + self.tail,
+               self.what)
+
+
 def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
-    """The forward step loop: per step one GEMM and one pointwise launch, nothing else."""
-    T, B, _, H, dtype = dims
+    """The forward step loop: per step one GEMM and one pointwise launch (with a projection
+    also its GEMM and launch), nothing else."""
+    T, B, H, P, dtype = dims.T, dims.B, dims.H, dims.P, dims.dtype
     kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype,
                         spec.template_arguments)
     what = describe_kernel(spec, "forward", dims)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
-    h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * H * h.itemsize, w_hh.data.ptr, hp.data.ptr
+    h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * P * h.itemsize, w_hh.data.ptr, hp.data.ptr
     arrays, tail = arguments(spec, "forward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
+    projection = _ProjectionStep(spec, "forward", buffers, dims) if spec.projected else None
     for t in time_steps(T, name):
         gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
+        if projection is not None:
+            projection.gemm_at(t)
+            projection.launch_at(t)
 
 
 def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
-    """The backward step loop: per step (reversed) one pointwise launch and one GEMM."""
-    T, B, _, H, dtype = dims
+    """The backward step loop: per step (reversed) one pointwise launch and one GEMM (with a
+    projection first its launch and GEMM)."""
+    T, B, H, dtype = dims.T, dims.B, dims.H, dims.dtype
     kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype,
                         spec.template_arguments)
     what = describe_kernel(spec, "backward", dims)
@@ -98,7 +139,11 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
     arrays, tail = arguments(spec, "backward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
+    projection = _ProjectionStep(spec, "backward", buffers, dims) if spec.projected else None
     for t in time_steps(T, name, reverse=True):
+        if projection is not None:
+            projection.launch_at(t)
+            projection.gemm_at(t)
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
 
@@ -135,6 +180,18 @@ def _cell_weights(spec: CellSpec, weights: dict[str, Any], dims: Dims) -> Buffer
     return out
 
 
+def _projection_weight(spec: CellSpec, w_hr: Any, dims: Dims) -> Buffers:
+    """{"w_hr": W_hr} (P, H), checked and C-contiguous, for a projected cell; {} otherwise."""
+    if not spec.projected:
+        return {}
+    shape = (dims.P, dims.H)
+    if w_hr is None or tuple(w_hr.shape) != shape or dtype_name(w_hr.dtype) != dims.dtype:
+        given = "None" if w_hr is None else f"{tuple(w_hr.shape)} {dtype_name(w_hr.dtype)}"
+        raise ValueError(f"w_hr: expected shape {shape} dtype {dims.dtype}, "
+                         f"got {given}")
+    return {"w_hr": contiguous(w_hr)[0]}
+
+
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
                        dims: Dims, op: str) -> Buffers:
     """Xp (and the GRU's b_hh buffer "bh", zeros without bias) for one forward call."""
@@ -166,13 +223,14 @@ def forward(
     """Run one layer-direction of ``spec``'s cell over a time-major sequence.
 
     ``states`` are the initial states in the order of ``spec.states``; ``weights`` the cell's
-    own weights by buffer name (the LSTM's "w_ch" with peepholes); the other arguments are
+    own weights by buffer name (the LSTM's "w_ch" with peepholes, "w_hr" with a projection,
+    in the storage dtype); the other arguments are
     those of :func:`cuda_rnn.cuda.lstm.lstm_forward`. Returns y, the final states (fresh
     arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
     """
     check_step_loop(algo, graphs, spec.cell)
     initial = {f"{s}0": state for s, state in zip(spec.states, states)}
-    dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates)
+    dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates, spec.projected)
     plan = (persistent.require_plan(spec.cell, "forward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{spec.cell}_forward"
@@ -180,6 +238,7 @@ def forward(
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
                   **_cell_weights(spec, weights or {}, dims),
+                  **_projection_weight(spec, (weights or {}).get("w_hr"), dims),
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
         if algo == "graph":
             out = graphs.run(graph_key(spec, "forward", dims),
@@ -197,7 +256,8 @@ def forward(
             else:
                 run_forward_steps(spec, out, dims, name)
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
-    saved = {n: out[n] for n in spec.saved} | {n: inputs[n] for n in spec.weights}
+    saved = {n: out[n] for n in spec.saved} | {
+        n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ())}
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
                           dims)
     return out["y"], finals, cache
@@ -220,15 +280,15 @@ def backward(
     name: str,
     algo: str,
     graphs: GraphCache | None,
-) -> tuple[Any, tuple[Any, ...], Any, Any, Any, Any, Any]:
+) -> tuple[Any, tuple[Any, ...], Any, Any, Any, Any, Buffers]:
     """Backpropagate through time over the sequence of the matching :func:`forward`.
 
     ``cell`` is the cell the caller expects the cache to be of; ``dstates`` are the gradients
     with respect to the final states (None: zeros) in the order of ``spec.states``. Returns
     dx, the gradients with respect to the initial states, dW_ih, dW_hh, db_ih and db_hh (the
-    biases None without bias), all fresh, in the storage dtype, and last the (T, B, G*H)
-    gradient with respect to the input projection (from which a cell forms the gradients of
-    its own weights).
+    biases None without bias), all fresh, in the storage dtype, and last the step loop's
+    gradient buffers by name (:attr:`CellSpec.grads`, and "dhr" with a projection), from
+    which a cell forms the gradients of its own weights.
 
     Raises
     ------
@@ -252,12 +312,16 @@ def backward(
         inputs = {n: cache.saved[n] for n in names if n in cache.saved}
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
         inputs.update({n: cache.saved[n] for n in spec.weights})
-        inputs.update({g: acc_state(d, dims) for g, d in zip(state_grads, dstates)})
+        if spec.projected:
+            inputs["w_hr"] = cache.saved["w_hr"]
+        sizes = {"dh": dims.P, "dc": dims.H}
+        inputs.update({g: acc_state(d, dims, sizes[g]) for g, d in zip(state_grads, dstates)})
+        loop_grads = tuple(dict.fromkeys(spec.grads)) + (("dhr",) if spec.projected else ())
         if algo == "graph":
             out = graphs.run(graph_key(spec, "backward", dims),
                              lambda: allocate(spec, names, dims, f"{op} graph"),
                              lambda buffers: run_backward_steps(spec, buffers, dims, name),
-                             inputs, tuple(dict.fromkeys(spec.grads)) + state_grads)
+                             inputs, loop_grads + state_grads)
         else:
             out = {**allocate(spec, [n for n in names if n not in inputs], dims, op), **inputs}
             if plan is not None:
@@ -269,4 +333,4 @@ def backward(
             d_input, d_recurrent, cache.x, cache.w_ih, cache.saved["h"][:dims.T],
             cache.has_bias, dims, op)
         d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
-    return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh, d_input
+    return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh, {g: out[g] for g in loop_grads}
