@@ -162,3 +162,37 @@ def test_lstm_variant_refuses_explicit_persistent(variant: str) -> None:
     with pytest.raises(ValueError, match=r"'persistent' cannot run this layer: the persistent "
                                          r"LSTM kernels run only the plain cell, not "):
         layer(x)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("variant", sorted(LSTM_VARIANTS))
+def test_lstm_variant_cell_matches_cpu(rng: np.random.Generator, variant: str,
+                                       bias: bool) -> None:
+    import cuda_rnn as cr
+
+    options = LSTM_VARIANTS[variant]
+    I, H = 5, 7
+    P = options.get("proj_size") or H
+    seed = int(rng.integers(1 << 30))
+    cpu = cr.LSTMCell(I, H, bias=bias, dtype="float64", device="cpu", seed=seed, **options)
+    gpu = cr.LSTMCell(I, H, bias=bias, dtype="float64", device="cuda", seed=seed, **options)
+    gpu.load_state_dict({k: _host(v) for k, v in cpu.state_dict().items()})
+    for batch in ((3,), ()):  # batched, then unbatched
+        x = [rng.standard_normal(batch + (I,)) for _ in range(3)]
+        state_cpu = state_gpu = None
+        for x_t in x:
+            state_cpu = cpu(x_t, state_cpu)
+            state_gpu = gpu(x_t, state_gpu)
+        for k in range(2):
+            _close(state_gpu[k], state_cpu[k], "float64", f"state {k}")
+        dh, dc = rng.standard_normal(batch + (P,)), rng.standard_normal(batch + (H,))
+        for _ in x:
+            dx_cpu, (dh_cpu, dc_cpu) = cpu.backward(dh, dc)
+            dx_gpu, (dh_gpu, dc_gpu) = gpu.backward(dh, dc)
+            _close(dx_gpu, dx_cpu, "float64", "dx")
+            _close(dh_gpu, dh_cpu, "float64", "dh")
+            _close(dc_gpu, dc_cpu, "float64", "dc")
+            dh, dc = dh_cpu, dc_cpu
+    assert sorted(gpu.grads) == sorted(cpu.grads)
+    for name in cpu.grads:
+        _close(gpu.grads[name], cpu.grads[name], "float64", f"grad {name}")
