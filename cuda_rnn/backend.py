@@ -28,17 +28,19 @@ add_into(target, value), scale(target, factor), clip(target, low, high)
     the compute dtype and rounded once.
 check_algo(algo)
     ``algo`` if it names a step loop (:data:`cuda_rnn.cuda.algo.ALGOS`).
-forward(spec, x, states, weights, lengths, algo=..., name=...) -> :class:`Forward`
+forward(spec, x, states, weights, lengths, algo=..., name=..., masks=...) -> :class:`Forward`
 backward(spec, dy, dstates, cache, algo=..., name=...) -> :class:`Backward`
     One layer-direction of the cell described by ``spec`` over a time-major sequence, and
     its BPTT; ``states`` in the order of ``spec.states``, ``weights`` (and the returned
-    gradients) in the order of ``spec.parameters``.
+    gradients) in the order of ``spec.parameters``; ``masks`` the regularisers' masks the
+    layer drew, by the cell functions' keywords ("zoneout", "zoneout_cell",
+    "recurrent_mask"), None or {} for none.
 """
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -146,7 +148,8 @@ class Backend(Protocol):
     def check_algo(self, algo: str) -> str: ...
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
-                lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward: ...
+                lengths: Any, *, algo: str = "alternating", name: str = "",
+                masks: Mapping[str, Any] | None = None) -> Forward: ...
 
     def backward(self, spec: CellSpec, dy: Any, dstates: Sequence[Any], cache: Any, *,
                  algo: str = "alternating", name: str = "") -> Backward: ...
@@ -213,9 +216,11 @@ class NumPyBackend:
         return check_algo(algo)
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
-                lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
+                lengths: Any, *, algo: str = "alternating", name: str = "",
+                masks: Mapping[str, Any] | None = None) -> Forward:
         positional, keywords = spec.function_arguments(tuple(weights))
-        out = reference_functions(spec.cell)[0](x, *states, *positional, lengths, **keywords)
+        out = reference_functions(spec.cell)[0](x, *states, *positional, lengths, **keywords,
+                                                **(masks or {}))
         return spec.split_forward(out)
 
     def backward(self, spec: CellSpec, dy: Any, dstates: Sequence[Any], cache: Any, *,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import init
-from .cellspec import NONLINEARITIES, CellSpec, cell_spec
+from .cellspec import NONLINEARITIES, REGULARISERS, CellSpec, cell_spec
 from .module import Array, Module
 from .validation import (
     check_floating,
@@ -209,6 +209,7 @@ CELL_CLASSES: dict[str, type[_Cell]] = {cls._cell: cls for cls in (RNNCell, LSTM
 
 
 def make_cell(spec: CellSpec, input_size: int, hidden_size: int, **kwargs: Any) -> _Cell:
-    """The single-step cell of ``spec``'s cell with its options; ``kwargs`` as for the
-    classes."""
-    return CELL_CLASSES[spec.cell](input_size, hidden_size, **kwargs, **spec.keywords)
+    """The single-step cell of ``spec``'s cell with its options (the regularisers, which are
+    the layers', left out); ``kwargs`` as for the classes."""
+    options = {k: v for k, v in spec.keywords.items() if k not in REGULARISERS}
+    return CELL_CLASSES[spec.cell](input_size, hidden_size, **kwargs, **options)

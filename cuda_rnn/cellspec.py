@@ -22,6 +22,7 @@ it leaves as dL/d(state)_0, written as an explicit alias (``dh0`` is ``dh``) in
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 #: of the cell functions that takes each.
 VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch"}
 DIRECTIONS = ("forward", "backward")
+#: The options that regularise a layer's training (masks the layers draw; the cells take none).
+REGULARISERS = ("zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout")
 #: The LSTM options that are template arguments of its pointwise kernels, in their order
 #: (``lstm_forward_pointwise<float, Peephole, ForgetGate, Projection>``; projection is
 #: proj_size > 0).
@@ -143,6 +146,15 @@ class Options:
         c_t = c_{t-1} + i * g (gates i, g, o).
     forget_bias : LSTM only: None keeps PyTorch's initialisation; a float sets the forget
         gate's rows of b_ih to it and of b_hh to 0 after it.
+    zoneout : probability, in training, that a unit of h keeps its previous value at a step
+        (eval mode: h_t = p h_{t-1} + (1 - p) h'_t).
+    zoneout_cell : LSTM only: the same for c.
+    recurrent_dropout : probability of zeroing a unit of h_{t-1} in the recurrent product,
+        with one (B, P') mask (scaled by 1 / (1 - p)) for every step of a forward.
+    weight_dropout : probability of zeroing an element of W_hh (DropConnect), with one mask
+        (scaled by 1 / (1 - p)) per forward.
+    The regularisers are drawn by the layers from their generator; probabilities are in
+    [0, 1).
     """
 
     nonlinearity: str = "tanh"
@@ -150,6 +162,10 @@ class Options:
     peephole: bool = False
     forget_gate: bool = True
     forget_bias: float | None = None
+    zoneout: float = 0.0
+    zoneout_cell: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_dropout: float = 0.0
 
     @property
     def lstm_variant(self) -> bool:
@@ -213,18 +229,22 @@ class CellSpec:
 
     @property
     def keywords(self) -> dict[str, Any]:
-        """The options as keywords of the public classes and of the cell functions."""
+        """The options as keywords of the public classes."""
+        o = self.options
+        regularisers = {"zoneout": o.zoneout, "recurrent_dropout": o.recurrent_dropout,
+                        "weight_dropout": o.weight_dropout}
         if self.cell == "rnn":
-            return {"nonlinearity": self.options.nonlinearity}
+            return {"nonlinearity": o.nonlinearity, **regularisers}
         if self.cell == "lstm":
-            o = self.options
             return {"proj_size": o.proj_size, "peephole": o.peephole,
-                    "forget_gate": o.forget_gate, "forget_bias": o.forget_bias}
-        return {}
+                    "forget_gate": o.forget_gate, "forget_bias": o.forget_bias,
+                    **regularisers, "zoneout_cell": o.zoneout_cell}
+        return regularisers
 
     @property
     def function_keywords(self) -> dict[str, Any]:
-        """The options the cell functions take (forget_bias is an initialisation only)."""
+        """The options the cell functions take (forget_bias is an initialisation only; the
+        regularisers reach them as masks the layers draw)."""
         if self.cell == "lstm" and self.options.lstm_variant:
             return {"forget_gate": self.options.forget_gate}
         return {k: v for k, v in self.keywords.items() if k == "nonlinearity"}
@@ -513,9 +533,15 @@ def _checked(cell: str, opts: Options) -> Options:
     allowed = NONLINEARITIES if cell == "rnn" else ("tanh",)
     if opts.nonlinearity not in allowed:
         raise ValueError(f"nonlinearity: expected one of {allowed}, got {opts.nonlinearity!r}")
+    for name in REGULARISERS:
+        p = getattr(opts, name)
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.number)) \
+                or not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}")
+    opts = dataclasses.replace(opts, **{n: float(getattr(opts, n)) for n in REGULARISERS})
     lstm = Options(nonlinearity=opts.nonlinearity)
     if cell != "lstm":
-        for name in ("proj_size", "peephole", "forget_gate", "forget_bias"):
+        for name in ("proj_size", "peephole", "forget_gate", "forget_bias", "zoneout_cell"):
             if getattr(opts, name) != getattr(lstm, name):
                 raise ValueError(f"{name}: an LSTM option; expected the default "
                                  f"{getattr(lstm, name)!r} for the {cell}, got "
@@ -533,9 +559,8 @@ def _checked(cell: str, opts: Options) -> Options:
             raise ValueError("forget_bias: expected None with forget_gate=False (there is no "
                              f"forget gate to bias), got {forget_bias!r}")
         forget_bias = float(forget_bias)
-    return Options(nonlinearity=opts.nonlinearity, proj_size=int(opts.proj_size),
-                   peephole=bool(opts.peephole), forget_gate=bool(opts.forget_gate),
-                   forget_bias=forget_bias)
+    return dataclasses.replace(opts, proj_size=int(opts.proj_size), peephole=bool(opts.peephole),
+                               forget_gate=bool(opts.forget_gate), forget_bias=forget_bias)
 
 
 def model_cell_spec(name: str, **options: Any) -> CellSpec:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, init, memory
+from . import backend, init, memory, regularisers
 from .cellspec import NONLINEARITIES, CellSpec, Options, cell_spec, parameter_suffix
 from .module import Array, Module
 from .profiling import nvtx_range
@@ -198,6 +198,21 @@ class _Recurrent(Module):
         index = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
         return self.xp.asarray(index)
 
+    def _regularised(self, layer: int, direction: int, steps: int,
+                     batch: int) -> tuple[tuple[Array, ...], dict[str, Any], Array | None]:
+        """One layer-direction's weights (W_hh masked by weight dropout), the cell functions'
+        regulariser masks on the layer's device, and the W_hh mask (None without)."""
+        drawn = regularisers.draw(self.spec, self.rng, steps, batch, self.hidden_size,
+                                  self.training)
+        weights = list(self._weights(layer, direction))
+        w_mask = None
+        if drawn.weight is not None:
+            w_mask = self.backend.asarray(drawn.weight, self.dtype)
+            weights[1] = self.backend.multiply(weights[1], w_mask)
+        masks = {k: v if isinstance(v, float) else self.backend.asarray(v, self.dtype)
+                 for k, v in drawn.cell.items()}
+        return tuple(weights), masks, w_mask
+
     def _dropout_mask(self, shape: tuple[int, ...]) -> Array:
         # Drawn on the host from the layer's generator so that a seed gives the same masks
         # on every device (and a checkpoint of self.rng resumes them exactly).
@@ -245,15 +260,16 @@ class _Recurrent(Module):
                 for d in range(D):
                     idx = layer * D + d
                     name = f"cuda_rnn/{self.spec.cell}/forward/l{layer}" + ("_reverse" if d else "")
+                    weights, masks, w_mask = self._regularised(layer, d, T, B)
                     with nvtx_range(name):
                         xin = inp if d == 0 else self._reverse(inp, rev_index)
                         run = self.backend.forward(
-                            self.spec, xin, tuple(s[idx] for s in states),
-                            self._weights(layer, d), lens_dev, algo=self.algo, name=name,
+                            self.spec, xin, tuple(s[idx] for s in states), weights, lens_dev,
+                            algo=self.algo, name=name, masks=masks,
                         )
                     self.algo_used, self.algo_reason = run.algo_used, run.algo_reason
                     outs.append(run.y if d == 0 else self._reverse(run.y, rev_index))
-                    caches.append(run.cache)
+                    caches.append((run.cache, w_mask))
                     for k, f in enumerate(run.states):
                         finals[k][idx] = f
                 out = outs[0].copy() if D == 1 else self.xp.concatenate(outs, axis=2)
@@ -321,18 +337,22 @@ class _Recurrent(Module):
                 for d in range(D):
                     idx = layer * D + d
                     name = f"cuda_rnn/{self.spec.cell}/backward/l{layer}" + ("_reverse" if d else "")
+                    cache, w_mask = caches[d]
                     with nvtx_range(name):
                         dyd = g[:, :, d * H : (d + 1) * H]
                         dyd = self._reverse(dyd, rev_index) if d else self.xp.ascontiguousarray(dyd)
                         run = self.backend.backward(
-                            self.spec, dyd, tuple(s[idx] for s in dstates), caches[d],
+                            self.spec, dyd, tuple(s[idx] for s in dstates), cache,
                             algo=self.algo, name=name,
                         )
                     self.algo_used, self.algo_reason = run.algo_used, run.algo_reason
                     dx = self._reverse(run.dx, rev_index) if d else run.dx
                     for k, s in enumerate(run.states):
                         dstate0[k][idx] = s
-                    for pname, pgrad in zip(self._names(layer, d), run.grads):
+                    grads = list(run.grads)
+                    if w_mask is not None:  # W_hh entered as W_hh * M: dL/dW_hh = dL/dW~ * M
+                        grads[1] = self.backend.multiply(grads[1], w_mask)
+                    for pname, pgrad in zip(self._names(layer, d), grads):
                         if pgrad is not None:
                             self.backend.add_into(self.grads[pname], pgrad)
                     dx_total = dx if dx_total is None else self.backend.add(dx_total, dx)
@@ -366,9 +386,13 @@ class LSTM(_Recurrent):
     peephole : adds ``weight_ch_l{k}`` (3H,) = [w_ci; w_cf; w_co] ((2H,) without a forget gate).
     forget_gate : False runs the original LSTM, c_t = c_{t-1} + i * g (G = 3: i, g, o).
     forget_bias : a float sets the forget rows of every b_ih to it and of b_hh to 0 at init.
+    zoneout, zoneout_cell, recurrent_dropout, weight_dropout : the regularisers of
+        :class:`cuda_rnn.cellspec.Options` (training mode; zoneout's expectation in eval
+        mode), masks drawn from :attr:`rng`.
 
-    On "cuda" proj_size, peephole and forget_gate=False raise NotImplementedError at the first
-    forward for now.
+    On "cuda" the variants run on the alternating and graph loops (the persistent kernels run
+    only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); zoneout and
+    recurrent dropout raise NotImplementedError there for now, weight dropout runs.
     """
 
     _cell = "lstm"
@@ -386,6 +410,10 @@ class LSTM(_Recurrent):
         peephole: bool = False,
         forget_gate: bool = True,
         forget_bias: float | None = None,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
         dtype: Any = "float32",
         device: str = "auto",
         seed: int | None = None,
@@ -395,7 +423,9 @@ class LSTM(_Recurrent):
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             dtype, device, seed, algo, proj_size=proj_size, peephole=peephole,
-            forget_gate=forget_gate, forget_bias=forget_bias,
+            forget_gate=forget_gate, forget_bias=forget_bias, zoneout=zoneout,
+            zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
+            weight_dropout=weight_dropout,
         )
 
 
@@ -403,9 +433,35 @@ class GRU(_Recurrent):
     """Gated recurrent unit layer stack (gates r, z, n), like ``torch.nn.GRU``.
 
     ``y, h_n = gru(x, h0, lengths=None)``; ``dx, dh0 = gru.backward(dy, dh_n)``.
+
+    zoneout, recurrent_dropout, weight_dropout : as for :class:`LSTM` (recurrent dropout
+        scales the input of the three recurrent products, not the z * h_{t-1} term).
     """
 
     _cell = "gru"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
+        dtype: Any = "float32",
+        device: str = "auto",
+        seed: int | None = None,
+        algo: str = "alternating",
+    ) -> None:
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype, device, seed, algo, zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+            weight_dropout=weight_dropout,
+        )
 
 
 class RNN(_Recurrent):
@@ -413,6 +469,8 @@ class RNN(_Recurrent):
     "sigmoid" (the last is our addition, for the vanishing-gradient experiments).
 
     ``y, h_n = rnn(x, h0, lengths=None)``; ``dx, dh0 = rnn.backward(dy, dh_n)``.
+
+    zoneout, recurrent_dropout, weight_dropout : as for :class:`LSTM`.
     """
 
     _cell = "rnn"
@@ -428,6 +486,9 @@ class RNN(_Recurrent):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
         dtype: Any = "float32",
         device: str = "auto",
         seed: int | None = None,
@@ -435,7 +496,8 @@ class RNN(_Recurrent):
     ) -> None:
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            dtype, device, seed, algo, nonlinearity=nonlinearity,
+            dtype, device, seed, algo, nonlinearity=nonlinearity, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout,
         )
 
     @property

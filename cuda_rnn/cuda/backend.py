@@ -15,7 +15,7 @@ its graph, or one launch of ``<cell>_forward_persistent``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,10 +119,20 @@ class CudaBackend:
                            self.limits, spec.unsupported_persistent)
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
-                lengths: Any, *, algo: str = "alternating", name: str = "") -> Forward:
+                lengths: Any, *, algo: str = "alternating", name: str = "",
+                masks: Mapping[str, Any] | None = None) -> Forward:
         """One layer-direction over a time-major sequence (``<cell>_forward``).
 
+        Raises
+        ------
+        NotImplementedError
+            For zoneout or recurrent dropout masks: the CUDA kernels do not run them yet
+            (the NumPy path on device="cpu" does; weight_dropout runs on both).
         """
+        if masks:
+            raise NotImplementedError(
+                f"{spec.title}: the CUDA kernels run no {' or '.join(sorted(masks))} yet; "
+                "use device='cpu' for zoneout and recurrent_dropout")
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[0].shape[0] // spec.gates,
                              self.storage_name(x))

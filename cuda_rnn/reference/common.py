@@ -21,6 +21,18 @@ def step_masks(lengths: np.ndarray | None, T: int, dtype: np.dtype) -> np.ndarra
 
 
 
+def update_weights(valid: np.ndarray | None, zoneout: np.ndarray | float | None,
+                   shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The weight of the new value in each state update, ``state_t = old + w * (new - old)``:
+    ``valid * (1 - d)`` with ``valid`` the (T, B, 1) step masks of :func:`step_masks` and
+    ``d`` the zoneout of ``shape`` (T, B, N) (1 keeps the previous value) or its expectation,
+    a float; None when there are neither (every new value is taken)."""
+    if zoneout is None:
+        return valid
+    take = np.broadcast_to(1 - np.asarray(zoneout, dtype), shape)
+    return np.ascontiguousarray(take if valid is None else take * valid)
+
+
 def keep_past_end(new: np.ndarray, old: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
     """``out = old + mask * (new - old)`` in place: a state past its sequence's end (mask 0)
     keeps its old value, one inside (mask 1) takes the new one."""

@@ -21,6 +21,12 @@ projection (dXp = [da_r, da_z, da_n]) and to the recurrent projection (dHp) diff
 block: dHp_n = r * da_n. The factors after dh are local derivatives of step t; they do not depend
 on the recursion, so backward computes them for all steps at once and the loop multiplies dh in.
 With ``lengths``, a sequence past its end keeps its state and outputs zeros.
+
+Regularisers (their masks drawn by the caller): zoneout d (1 keeps the previous value, or its
+expectation p) gives h_t = d * h_{t-1} + (1 - d) * h'_t, y_t = h_t; a recurrent dropout mask
+m of shape (B, H), the same at every step, scales the input of the three recurrent products
+(W_hr, W_hz, W_hn) but not the z * h_{t-1} term: dh_{t-1} gets (dHp W_hh) * m + dh * z and
+dW_hh = sum_t dHp_t^T (h_{t-1} * m).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, keep_past_end, step_masks
+from .common import add_bias, input_projection, keep_past_end, step_masks, update_weights
 
 
 class GRUCache(NamedTuple):
@@ -42,6 +48,8 @@ class GRUCache(NamedTuple):
     w_hh: np.ndarray
     lengths: np.ndarray | None
     has_bias: bool
+    zoneout: np.ndarray | float | None
+    recurrent_mask: np.ndarray | None
 
 
 def _gate_blocks(gates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,6 +66,9 @@ def gru_forward(
     b_ih: np.ndarray | None,
     b_hh: np.ndarray | None,
     lengths: np.ndarray | None = None,
+    *,
+    zoneout: np.ndarray | float | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, GRUCache]:
     """Run one GRU layer-direction over a time-major sequence.
 
@@ -67,6 +78,9 @@ def gru_forward(
     h0 : (B, H) initial state.
     w_ih : (3H, I); w_hh : (3H, H); b_ih, b_hh : (3H,) or None.
     lengths : (B,) integers in [1, T], or None for full-length sequences.
+    zoneout : (T, B, H) zoneout masks (1 keeps the previous value), a float (their
+        expectation, eval mode), or None.
+    recurrent_mask : (B, H) recurrent dropout mask, or None.
 
     Returns
     -------
@@ -96,10 +110,16 @@ def gru_forward(
     xp_rz, xp_n = xp[:, :, : 2 * H], xp[:, :, 2 * H :]
     rz = gates[:, :, : 2 * H]
     r, z, n = _gate_blocks(gates)
-    masks = step_masks(lengths, T, dtype)
-    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
+    valid = step_masks(lengths, T, dtype)
+    take = update_weights(valid, zoneout, (T, B, H), dtype)
+    y = np.zeros((T, B, H), dtype) if valid is not None else h[1:]
+    h_in = None if recurrent_mask is None else np.empty((B, H), dtype)
     for t in range(T):
-        np.matmul(h[t], w_hh_t, hp)
+        if h_in is None:
+            np.matmul(h[t], w_hh_t, hp)
+        else:
+            np.multiply(h[t], recurrent_mask, h_in)
+            np.matmul(h_in, w_hh_t, hp)
         np.add(hp_rz, xp_rz[t], rz[t])
         np.tanh(rz[t], rz[t])
         rz[t] *= 0.5
@@ -115,11 +135,12 @@ def gru_forward(
         np.subtract(h[t], n[t], h_new)
         h_new *= z[t]
         h_new += n[t]
-        if masks is not None:
-            m = masks[t]
-            np.multiply(h_new, m, y[t])
-            keep_past_end(h_new, h[t], m, h_new)
-    cache = GRUCache(x, h, gates, hn, w_ih, w_hh, lengths, b_ih is not None)
+        if take is not None:
+            keep_past_end(h_new, h[t], take[t], h_new)
+            if valid is not None:
+                np.multiply(h_new, valid[t], y[t])
+    cache = GRUCache(x, h, gates, hn, w_ih, w_hh, lengths, b_ih is not None, zoneout,
+                     recurrent_mask)
     return y, h[T].copy(), cache
 
 
@@ -133,7 +154,7 @@ def gru_backward(
     dx : (T, B, I); dh0 : (B, H); dw_ih : (3H, I); dw_hh : (3H, H);
     db_ih, db_hh : (3H,), or None without bias.
     """
-    x, h, gates, hn, w_ih, w_hh, lengths, has_bias = cache
+    x, h, gates, hn, w_ih, w_hh, lengths, has_bias, zoneout, rec = cache
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dtype = x.dtype
@@ -147,28 +168,36 @@ def gru_backward(
     dhp = dxp.copy()  # gradient w.r.t. h W_hh^T + b_hh
     dhp[:, :, 2 * H :] *= r
     dxp_steps, dhp_steps = dxp.reshape(T, B, 3, H), dhp.reshape(T, B, 3, H)
-    masks = step_masks(lengths, T, dtype)
+    valid = step_masks(lengths, T, dtype)
+    take = update_weights(valid, zoneout, (T, B, H), dtype)
     dh = np.empty((B, H), dtype)
     dh_each_block = dh[:, None]
     dh_z = np.empty((B, H), dtype)
     dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        np.add(dh_t, dy[t], dh)
-        if masks is not None:
-            m = masks[t]
-            dh *= m
-            dh_keep = dh_t * (1 - m)
+        if valid is None:
+            np.add(dh_t, dy[t], dh)
+        else:
+            np.multiply(dy[t], valid[t], dh)
+            dh += dh_t
+        if take is not None:
+            # The share of h_t that is h_{t-1} itself passes its gradient straight back.
+            dh_keep = dh * (1 - take[t])
+            dh *= take[t]
         dxp_steps[t] *= dh_each_block
         dhp_steps[t] *= dh_each_block
         np.matmul(dhp[t], w_hh, dh_t)
+        if rec is not None:
+            dh_t *= rec
         np.multiply(dh, z[t], dh_z)
         dh_t += dh_z
-        if masks is not None:
+        if take is not None:
             dh_t += dh_keep
     flat_x = dxp.reshape(T * B, -1)
     flat_h = dhp.reshape(T * B, -1)
     dw_ih = flat_x.T @ x.reshape(T * B, -1)
-    dw_hh = flat_h.T @ h[:-1].reshape(T * B, -1)
+    h_prev = h[:-1] if rec is None else h[:-1] * rec
+    dw_hh = flat_h.T @ h_prev.reshape(T * B, -1)
     dx = (flat_x @ w_ih).reshape(T, B, -1)
     db_ih = flat_x.sum(axis=0) if has_bias else None
     db_hh = flat_h.sum(axis=0) if has_bias else None

@@ -24,6 +24,13 @@ recursion, so backward computes them for all steps at once and the loop multipli
 
 With ``lengths``, a sequence past its end keeps its state (h_t = h_{t-1}, c_t = c_{t-1}) and
 outputs zeros, so gradients flow only through valid steps (PackedSequence semantics).
+
+Regularisers (their masks drawn by the caller): zoneout d_h on h and d_c on c (1 keeps the
+previous value, or their expectations) give c_t = d_c * c_{t-1} + (1 - d_c) * c'_t and
+h_t = d_h * h_{t-1} + (1 - d_h) * h'_t, y_t = h_t, where c'_t and h'_t are the values above
+(o and h'_t read c'_t); a recurrent dropout mask r of shape (B, P'), the same at every step,
+scales the recurrent product's input, a = ... + (h_{t-1} * r) W_hh^T, so dh_{t-1} gets
+(da W_hh) * r and dW_hh = sum_t da_t^T (h_{t-1} * r).
 """
 from __future__ import annotations
 
@@ -31,7 +38,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, keep_past_end, step_masks, weight_gradients
+from .common import (
+    add_bias,
+    input_projection,
+    keep_past_end,
+    step_masks,
+    update_weights,
+    weight_gradients,
+)
 
 
 class LSTMCache(NamedTuple):
@@ -50,6 +64,10 @@ class LSTMCache(NamedTuple):
     w_hr: np.ndarray | None
     w_ch: np.ndarray | None
     forget_gate: bool
+    zoneout: np.ndarray | float | None  # on h
+    zoneout_cell: np.ndarray | float | None
+    recurrent_mask: np.ndarray | None
+    c_new: np.ndarray | None  # (T, B, H): c'_t before zoneout_cell mixes it, or None
 
 
 def _gate_names(forget_gate: bool) -> tuple[str, ...]:
@@ -83,6 +101,9 @@ def lstm_forward(
     w_hr: np.ndarray | None = None,
     w_ch: np.ndarray | None = None,
     forget_gate: bool = True,
+    zoneout: np.ndarray | float | None = None,
+    zoneout_cell: np.ndarray | float | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LSTMCache]:
     """Run one LSTM layer-direction over a time-major sequence.
 
@@ -97,6 +118,9 @@ def lstm_forward(
     w_ch : peephole weights [w_ci; w_cf; w_co] (3H,), [w_ci; w_co] (2H,) without a forget
         gate, or None.
     forget_gate : False for c_t = c_{t-1} + i * g.
+    zoneout, zoneout_cell : (T, B, P') and (T, B, H) zoneout masks of h and c (1 keeps the
+        previous value), floats (their expectations, eval mode), or None.
+    recurrent_mask : (B, P') recurrent dropout mask, or None.
 
     Returns
     -------
@@ -134,15 +158,23 @@ def lstm_forward(
     m = None if w_hr is None else np.empty((T, B, H), dtype)
     ig = np.empty((B, H), dtype)
     h[0], c[0] = h0, c0
-    masks = step_masks(lengths, T, dtype)
-    y = np.zeros((T, B, P), dtype) if masks is not None else h[1:]
+    valid = step_masks(lengths, T, dtype)
+    take_h = update_weights(valid, zoneout, (T, B, P), dtype)
+    take_c = update_weights(valid, zoneout_cell, (T, B, H), dtype)
+    c_cand = None if zoneout_cell is None else np.empty((T, B, H), dtype)
+    y = np.zeros((T, B, P), dtype) if valid is not None else h[1:]
+    h_in = None if recurrent_mask is None else np.empty((B, P), dtype)
     blocks = _gate_blocks(gates, forget_gate)
     i, g, o = blocks["i"], blocks["g"], blocks["o"]
     # (gate block, peephole) of the gates that read c_{t-1}: none without peepholes.
     reads_c_prev = [(blocks[n], peep[n]) for n in ("i", "f") if n in peep]
     for t in range(T):
         a = gates[t]
-        np.matmul(h[t], w_hh_t, a)
+        if h_in is None:
+            np.matmul(h[t], w_hh_t, a)
+        else:
+            np.multiply(h[t], recurrent_mask, h_in)
+            np.matmul(h_in, w_hh_t, a)
         a += xp[t]
         for block, w in reads_c_prev:
             block[t] += w * c[t]
@@ -169,13 +201,16 @@ def lstm_forward(
         else:
             np.multiply(o[t], tanh_c[t], m[t])
             np.matmul(m[t], w_hr_t, h_new)
-        if masks is not None:
-            mask = masks[t]
-            np.multiply(h_new, mask, y[t])
-            keep_past_end(c_new, c[t], mask, c_new)
-            keep_past_end(h_new, h[t], mask, h_new)
+        if c_cand is not None:
+            c_cand[t] = c_new
+        if take_c is not None:
+            keep_past_end(c_new, c[t], take_c[t], c_new)
+        if take_h is not None:
+            keep_past_end(h_new, h[t], take_h[t], h_new)
+            if valid is not None:
+                np.multiply(h_new, valid[t], y[t])
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None, m, w_hr,
-                      w_ch, forget_gate)
+                      w_ch, forget_gate, zoneout, zoneout_cell, recurrent_mask, c_cand)
     return y, h[T].copy(), c[T].copy(), cache
 
 
@@ -196,7 +231,8 @@ def lstm_backward(
     db_ih, db_hh : (G*H,) (equal, since both biases enter the same sum), or None without bias;
     then dw_hr (P, H) with a projection and dw_ch with peepholes.
     """
-    x, h, c, gates, tanh_c, w_ih, w_hh, lengths, has_bias, m, w_hr, w_ch, forget_gate = cache
+    (x, h, c, gates, tanh_c, w_ih, w_hh, lengths, has_bias, m, w_hr, w_ch, forget_gate,
+     zoneout, zoneout_cell, rec, c_cand) = cache
     T, B, _ = x.shape
     G = len(_gate_names(forget_gate))
     H = c.shape[2]
@@ -219,7 +255,9 @@ def lstm_backward(
     scaled_by_dc = dgates.reshape(T, B, G, H)[:, :, : G - 1]
     peep = _peepholes(w_ch, forget_gate)
     reads_c_prev = [(dblocks[n], peep[n]) for n in ("i", "f") if n in peep]
-    masks = step_masks(lengths, T, dtype)
+    valid = step_masks(lengths, T, dtype)
+    take_h = update_weights(valid, zoneout, (T, B, P), dtype)
+    take_c = update_weights(valid, zoneout_cell, (T, B, H), dtype)
     dh = np.empty((B, P), dtype)
     dm = dh if w_hr is None else np.empty((B, H), dtype)
     dhs = None if w_hr is None else np.empty((T, B, P), dtype)
@@ -228,13 +266,19 @@ def lstm_backward(
     dh_t = dh_n.astype(dtype, copy=True)
     dc_t = dc_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        np.add(dh_t, dy[t], dh)
-        if masks is not None:
-            # Past a sequence's end the state was copied through: pass its gradient back as is.
-            mask = masks[t]
-            dh *= mask
-            dh_keep, dc_keep = dh_t * (1 - mask), dc_t * (1 - mask)
-            dc_t *= mask
+        if valid is None:
+            np.add(dh_t, dy[t], dh)
+        else:
+            np.multiply(dy[t], valid[t], dh)
+            dh += dh_t
+        # The share of a state that is its previous value (past a sequence's end, or zoned
+        # out) passes its gradient straight back.
+        if take_h is not None:
+            dh_keep = dh * (1 - take_h[t])
+            dh *= take_h[t]
+        if take_c is not None:
+            dc_keep = dc_t * (1 - take_c[t])
+            dc_t *= take_c[t]
         if dhs is not None:
             dhs[t] = dh
             np.matmul(dh, w_hr, dm)
@@ -251,10 +295,13 @@ def lstm_backward(
         for dblock, w in reads_c_prev:
             dc_t += dblock[t] * w
         np.matmul(dgates[t], w_hh, dh_t)
-        if masks is not None:
+        if rec is not None:
+            dh_t *= rec
+        if take_h is not None:
             dh_t += dh_keep
+        if take_c is not None:
             dc_t += dc_keep
-    dw_ih, dw_hh, db = weight_gradients(dgates, x, h[:-1])
+    dw_ih, dw_hh, db = weight_gradients(dgates, x, h[:-1] if rec is None else h[:-1] * rec)
     dx = (dgates.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
@@ -263,7 +310,7 @@ def lstm_backward(
         extra.append(dhs.reshape(T * B, P).T @ m.reshape(T * B, H))
     if peep:
         # dL/dw_ci = sum da_i * c_{t-1}, dL/dw_cf = sum da_f * c_{t-1}, dL/dw_co = sum da_o * c_t
-        states = {"i": c[:-1], "f": c[:-1], "o": c[1:]}
+        states = {"i": c[:-1], "f": c[:-1], "o": c[1:] if c_cand is None else c_cand}
         extra.append(np.concatenate([
             np.einsum("tbh,tbh->h", dblocks[name], states[name]) for name in peep]))
     return (dx, dh_t, dc_t, dw_ih, dw_hh, db_ih, db_hh, *extra)

@@ -11,6 +11,12 @@ The derivative of each activation is computed from its output: tanh' = 1 - h^2,
 relu' = [h > 0], sigmoid' = h (1 - h); it does not depend on the recursion, so backward computes
 it for all steps at once. With ``lengths``, a sequence past its end keeps its state and outputs
 zeros.
+
+Regularisers (their masks drawn by the caller): zoneout d (1 keeps the previous value, or its
+expectation p) gives h_t = d * h_{t-1} + (1 - d) * h'_t, y_t = h_t; a recurrent dropout mask
+m of shape (B, H), the same at every step, scales the recurrent product's input:
+h'_t = act(... + (h_{t-1} * m) W_hh^T + ...), so dh_{t-1} gets (da W_hh) * m and
+dW_hh = sum_t da_t^T (h_{t-1} * m).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from .common import (
     keep_past_end,
     sigmoid,
     step_masks,
+    update_weights,
     weight_gradients,
 )
 
@@ -41,6 +48,8 @@ class RNNCache(NamedTuple):
     lengths: np.ndarray | None
     has_bias: bool
     nonlinearity: str
+    zoneout: np.ndarray | float | None
+    recurrent_mask: np.ndarray | None
 
 
 def _activate(a: np.ndarray, nonlinearity: str) -> None:
@@ -69,6 +78,9 @@ def rnn_forward(
     b_hh: np.ndarray | None,
     lengths: np.ndarray | None = None,
     nonlinearity: str = "tanh",
+    *,
+    zoneout: np.ndarray | float | None = None,
+    recurrent_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, RNNCache]:
     """Run one vanilla RNN layer-direction over a time-major sequence.
 
@@ -79,6 +91,9 @@ def rnn_forward(
     w_ih : (H, I); w_hh : (H, H); b_ih, b_hh : (H,) or None.
     lengths : (B,) integers in [1, T], or None for full-length sequences.
     nonlinearity : "tanh", "relu" or "sigmoid".
+    zoneout : (T, B, H) zoneout masks (1 keeps the previous value), a float (their
+        expectation, eval mode), or None.
+    recurrent_mask : (B, H) recurrent dropout mask, or None.
 
     Returns
     -------
@@ -92,21 +107,28 @@ def rnn_forward(
     xp = input_projection(x, w_ih, add_bias(b_ih, b_hh))
     h = np.empty((T + 1, B, H), dtype)
     h[0] = h0
-    masks = step_masks(lengths, T, dtype)
-    # Without lengths every new state is kept as computed, so act is h_1 .. h_T itself.
-    act = np.empty((T, B, H), dtype) if masks is not None else h[1:]
-    y = np.zeros((T, B, H), dtype) if masks is not None else h[1:]
+    valid = step_masks(lengths, T, dtype)
+    take = update_weights(valid, zoneout, (T, B, H), dtype)
+    # When every new state is kept as computed, act is h_1 .. h_T itself.
+    act = np.empty((T, B, H), dtype) if take is not None else h[1:]
+    y = np.zeros((T, B, H), dtype) if valid is not None else h[1:]
     w_hh_t = w_hh.T
+    h_in = None if recurrent_mask is None else np.empty((B, H), dtype)
     for t in range(T):
         a = act[t]
-        np.matmul(h[t], w_hh_t, a)
+        if h_in is None:
+            np.matmul(h[t], w_hh_t, a)
+        else:
+            np.multiply(h[t], recurrent_mask, h_in)
+            np.matmul(h_in, w_hh_t, a)
         a += xp[t]
         _activate(a, nonlinearity)
-        if masks is not None:
-            m = masks[t]
-            np.multiply(a, m, y[t])
-            keep_past_end(a, h[t], m, h[t + 1])
-    cache = RNNCache(x, h, act, w_ih, w_hh, lengths, b_ih is not None, nonlinearity)
+        if take is not None:
+            keep_past_end(a, h[t], take[t], h[t + 1])
+            if valid is not None:
+                np.multiply(h[t + 1], valid[t], y[t])
+    cache = RNNCache(x, h, act, w_ih, w_hh, lengths, b_ih is not None, nonlinearity, zoneout,
+                     recurrent_mask)
     return y, h[T].copy(), cache
 
 
@@ -120,24 +142,31 @@ def rnn_backward(
     dx : (T, B, I); dh0 : (B, H); dw_ih : (H, I); dw_hh : (H, H);
     db_ih, db_hh : (H,), or None without bias.
     """
-    x, h, act, w_ih, w_hh, lengths, has_bias, nonlinearity = cache
+    x, h, act, w_ih, w_hh, lengths, has_bias, nonlinearity, zoneout, rec = cache
     T, B, _ = x.shape
     dtype = x.dtype
     da = _derivative(act, nonlinearity)  # the loop multiplies dh in
-    masks = step_masks(lengths, T, dtype)
+    valid = step_masks(lengths, T, dtype)
+    take = update_weights(valid, zoneout, act.shape, dtype)
     dh = np.empty(dh_n.shape, dtype)
     dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        np.add(dh_t, dy[t], dh)
-        if masks is not None:
-            m = masks[t]
-            dh *= m
-            dh_keep = dh_t * (1 - m)
+        if valid is None:
+            np.add(dh_t, dy[t], dh)
+        else:
+            np.multiply(dy[t], valid[t], dh)
+            dh += dh_t
+        if take is not None:
+            # The share of h_t that is h_{t-1} itself passes its gradient straight back.
+            dh_keep = dh * (1 - take[t])
+            dh *= take[t]
         da[t] *= dh
         np.matmul(da[t], w_hh, dh_t)
-        if masks is not None:
+        if rec is not None:
+            dh_t *= rec
+        if take is not None:
             dh_t += dh_keep
-    dw_ih, dw_hh, db = weight_gradients(da, x, h[:-1])
+    dw_ih, dw_hh, db = weight_gradients(da, x, h[:-1] if rec is None else h[:-1] * rec)
     dx = (da.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
