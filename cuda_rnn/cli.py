@@ -47,9 +47,12 @@ TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
 #: Settings of a run that define its model and data: a resumed run keeps them.
 FIXED_ON_RESUME = ("task", "text", "seq_len", "cell", "hidden", "layers", "embed", "dropout",
                    "dtype", "seed", "optimizer", "momentum", "proj_size", "peephole",
-                   "no_forget_gate", "forget_bias")
-#: The train options that set the LSTM's variant (see :func:`lstm_options`).
-LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias")
+                   "no_forget_gate", "forget_bias", "zoneout", "zoneout_cell",
+                   "recurrent_dropout", "weight_dropout")
+#: The train options that set the LSTM's variant (see :func:`cell_options`).
+LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias", "zoneout_cell")
+#: The train options of the regularisers every cell takes.
+REGULARISER_FLAGS = ("zoneout", "recurrent_dropout", "weight_dropout")
 #: Settings of how training goes on: a resumed run may change them, and says so.
 CHANGEABLE_ON_RESUME = ("steps", "batch", "lr", "clip", "clip_value", "tbptt", "schedule",
                         "warmup")
@@ -96,6 +99,17 @@ def _positive(kind: type) -> Any:
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def _probability(text: str) -> float:
+    message = f"expected a number in [0, 1), got {text!r}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(message)
+    return value
 
 
 def _tbptt(text: str) -> tuple[int, int]:
@@ -192,6 +206,15 @@ def _add_train_arguments(train: argparse.ArgumentParser) -> None:
                       help="the original LSTM without a forget gate: c_t = c_{t-1} + i g")
     lstm.add_argument("--forget-bias", type=float, default=None,
                       help="initial forget-gate bias (b_ih's forget rows; b_hh's set to 0)")
+    lstm.add_argument("--zoneout-cell", type=_probability, default=None,
+                      help="zoneout of the cell state c: probability a unit keeps its value")
+    reg = train.add_argument_group("recurrent regularisers", "set on every cell of --cell")
+    reg.add_argument("--zoneout", type=_probability, default=None,
+                     help="zoneout of h: probability a unit keeps its previous value")
+    reg.add_argument("--recurrent-dropout", type=_probability, default=None,
+                     help="dropout of h_{t-1} in the recurrent product, one mask per sequence")
+    reg.add_argument("--weight-dropout", type=_probability, default=None,
+                     help="DropConnect on W_hh, one mask per forward")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,9 +326,15 @@ def _check_train_args(args: argparse.Namespace) -> None:
     _check_lstm_flags(args)
 
 
-def lstm_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The LSTM options the train flags set (those left at their defaults omitted)."""
-    options: dict[str, Any] = {}
+def cell_options(args: argparse.Namespace, cell: str) -> dict[str, Any]:
+    """The options of ``cell`` the train flags set (those left at their defaults omitted):
+    the regularisers for every cell, the LSTM's variants for the LSTM."""
+    options: dict[str, Any] = {f: getattr(args, f) for f in REGULARISER_FLAGS
+                               if getattr(args, f)}
+    if cell != "lstm":
+        return options
+    if args.zoneout_cell:
+        options["zoneout_cell"] = args.zoneout_cell
     if args.proj_size:
         options["proj_size"] = args.proj_size
     if args.peephole:
@@ -357,7 +386,8 @@ def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> 
         raise UsageError(f"--resume: expected a run in {str(out)!r} (its {RUN_FILE}), found "
                          "none; train without --resume to start one")
     # A run made before the LSTM flags existed used their defaults.
-    settings = {**dict.fromkeys(LSTM_FLAGS), "peephole": False, "no_forget_gate": False,
+    settings = {**dict.fromkeys(LSTM_FLAGS + REGULARISER_FLAGS), "peephole": False,
+                "no_forget_gate": False,
                 **json.loads(path.read_text(encoding="utf-8"))["settings"]}
     conflicts, changed = [], []
     for key in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME:
@@ -458,7 +488,7 @@ def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
         cell, task.input_size, args.hidden, task.output_size, num_layers=args.layers,
         input_kind="embedding" if args.embed and task.input_kind == "onehot" else task.input_kind,
         dropout=args.dropout, dtype=args.dtype, device=args.device, seed=args.seed,
-        options=lstm_options(args) if cell == "lstm" else None,
+        options=cell_options(args, cell),
     )
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch, clip=args.clip or None,

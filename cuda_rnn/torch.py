@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import interop
 from . import layers as _layers
-from .cellspec import SPECS, Options, cell_spec
+from .cellspec import REGULARISERS, SPECS, Options, cell_spec
 from .cuda.algo import check_algo
 from .validation import state_parts
 
@@ -265,9 +265,20 @@ class _KernelRecurrent:
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
+        for name in REGULARISERS:
+            if getattr(self, name, 0.0):
+                text += f", {name}={getattr(self, name)!r}"
         if self.algo != _default_algo(self._layer_cls):
             text += f", algo={self.algo!r}"
         return text
+
+    def _set_options(self, **options: Any) -> Any:
+        """Check the cuda_rnn options (as the layer would) and keep them as attributes, where
+        :func:`cuda_rnn.interop.layer_config` reads them; returns the spec."""
+        spec = cell_spec(self._layer_cls._cell, **options)
+        for name in options:
+            setattr(self, name, getattr(spec.options, name))
+        return spec
 
     def _kernel_layer(self, device: torch.device, dtype: torch.dtype,
                       params: dict[str, Any]) -> Any:
@@ -366,7 +377,9 @@ class _KernelRecurrent:
         states = dict(zip(names, state_parts(hx, names)))
         _check_state_dtypes(states, weights[0])
         use_dropout = self.training and self.dropout > 0 and self.num_layers > 1
-        seed = int(torch.randint(2**62, (1,)).item()) if use_dropout else None
+        regularised = self.training and any(getattr(self, n, 0.0) > 0 for n in REGULARISERS)
+        seed = (int(torch.randint(2**62, (1,)).item()) if use_dropout or regularised
+                else None)
         call = _Call(
             build=functools.partial(self._kernel_layer, x.device, compute),
             names=tuple(self._flat_weights_names), lengths=lengths, training=self.training,
@@ -392,6 +405,9 @@ class LSTM(_KernelRecurrent, nn.LSTM):
         biases hold the three gates i, g, o (3 * hidden_size rows).
     forget_bias : None keeps torch's initialisation; a float sets the forget gate's rows of
         every ``bias_ih`` to it and of ``bias_hh`` to 0.
+    zoneout, zoneout_cell, recurrent_dropout, weight_dropout : the regularisers of
+        :class:`cuda_rnn.LSTM` (training mode), their masks drawn from a seed that torch's
+        generator gives each forward.
     algo : the CUDA step loop of the cuda_rnn layer, "alternating", "graph", "persistent" or
         "auto" (see :class:`cuda_rnn.LSTM`); ignored on the CPU.
 
@@ -405,14 +421,15 @@ class LSTM(_KernelRecurrent, nn.LSTM):
     _layer_cls = _layers.LSTM
 
     def __init__(self, *args: Any, peephole: bool = False, forget_gate: bool = True,
-                 forget_bias: float | None = None, algo: str = _default_algo(_layers.LSTM),
+                 forget_bias: float | None = None, zoneout: float = 0.0,
+                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0,
+                 weight_dropout: float = 0.0, algo: str = _default_algo(_layers.LSTM),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        spec = cell_spec("lstm", proj_size=self.proj_size, peephole=peephole,
-                         forget_gate=forget_gate, forget_bias=forget_bias)
-        self.peephole = spec.options.peephole
-        self.forget_gate = spec.options.forget_gate
-        self.forget_bias = spec.options.forget_bias
+        spec = self._set_options(
+            proj_size=self.proj_size, peephole=peephole, forget_gate=forget_gate,
+            forget_bias=forget_bias, zoneout=zoneout, zoneout_cell=zoneout_cell,
+            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout)
         if spec.options.peephole or not spec.options.forget_gate:
             self._variant_parameters(spec)
         if self.forget_bias is not None:
@@ -468,31 +485,36 @@ class LSTM(_KernelRecurrent, nn.LSTM):
 
 
 class GRU(_KernelRecurrent, nn.GRU):
-    """torch.nn.GRU on cuda_rnn's kernels; same constructor, plus ``algo=`` (keyword only,
-    see :class:`LSTM`).
+    """torch.nn.GRU on cuda_rnn's kernels; same constructor, plus, keyword only, ``zoneout``,
+    ``recurrent_dropout``, ``weight_dropout`` and ``algo=`` (see :class:`LSTM`).
 
     Raises
     ------
     ValueError
-        For an unknown ``algo``.
+        For an unknown ``algo`` or a probability outside [0, 1).
     """
 
     _layer_cls = _layers.GRU
 
-    def __init__(self, *args: Any, algo: str = _default_algo(_layers.GRU),
+    def __init__(self, *args: Any, zoneout: float = 0.0, recurrent_dropout: float = 0.0,
+                 weight_dropout: float = 0.0, algo: str = _default_algo(_layers.GRU),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._set_options(zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+                          weight_dropout=weight_dropout)
         self.algo = algo
 
 
 class RNN(_KernelRecurrent, nn.RNN):
     """torch.nn.RNN on cuda_rnn's kernels; same constructor, and ``nonlinearity`` may also be
-    "sigmoid" (cuda_rnn's addition); plus ``algo=`` (keyword only, see :class:`LSTM`).
+    "sigmoid" (cuda_rnn's addition); plus, keyword only, ``zoneout``, ``recurrent_dropout``,
+    ``weight_dropout`` and ``algo=`` (see :class:`LSTM`).
 
     Raises
     ------
     ValueError
-        For a nonlinearity other than "tanh", "relu" or "sigmoid", or an unknown ``algo``.
+        For a nonlinearity other than "tanh", "relu" or "sigmoid", an unknown ``algo`` or a
+        probability outside [0, 1).
     """
 
     _layer_cls = _layers.RNN
@@ -500,7 +522,9 @@ class RNN(_KernelRecurrent, nn.RNN):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device: Any = None,
-                 dtype: Any = None, *, algo: str = _default_algo(_layers.RNN)) -> None:
+                 dtype: Any = None, *, zoneout: float = 0.0, recurrent_dropout: float = 0.0,
+                 weight_dropout: float = 0.0,
+                 algo: str = _default_algo(_layers.RNN)) -> None:
         if nonlinearity not in _layers.RNN.NONLINEARITIES:
             raise ValueError(
                 f"nonlinearity: expected one of {_layers.RNN.NONLINEARITIES}, "
@@ -511,4 +535,6 @@ class RNN(_KernelRecurrent, nn.RNN):
         super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
+        self._set_options(zoneout=zoneout, recurrent_dropout=recurrent_dropout,
+                          weight_dropout=weight_dropout)
         self.algo = algo

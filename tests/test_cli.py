@@ -197,3 +197,24 @@ def test_python_dash_m_entry_point_reports_usage_errors(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "cuda-rnn train: error: argument --batch: expected a positive integer, got '-1'"
     ]
+
+
+def test_train_regulariser_flags_reach_every_cell(capsys: pytest.CaptureFixture,
+                                                  tmp_path: Path) -> None:
+    from cuda_rnn.checkpoint import load_checkpoint
+
+    out = tmp_path / "r"
+    flags = ["--zoneout", "0.1", "--recurrent-dropout", "0.2", "--weight-dropout", "0.3",
+             "--zoneout-cell", "0.05"]
+    assert main(["train", "--cell", "lstm,gru", "--out", str(out), *flags, *TINY]) == 0
+    common = {"zoneout": 0.1, "recurrent_dropout": 0.2, "weight_dropout": 0.3}
+    lstm = load_checkpoint(out / "lstm" / "checkpoint.npz").meta["config"]["model"]["options"]
+    gru = load_checkpoint(out / "gru" / "checkpoint.npz").meta["config"]["model"]["options"]
+    assert lstm == {**common, "zoneout_cell": 0.05} and gru == common
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--zoneout", "0.2"]) == 2
+    assert "--zoneout 0.2 (the run has 0.1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--cell", "gru", "--zoneout", "1", "--out", str(tmp_path / "x"), *TINY])
+    assert exit_info.value.code == 2
+    assert "--zoneout: expected a number in [0, 1), got '1'" in capsys.readouterr().err

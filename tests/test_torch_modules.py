@@ -456,3 +456,45 @@ def test_lstm_forget_bias_sets_the_forget_rows() -> None:
 def test_lstm_variant_options_are_checked(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         crt.LSTM(3, 5, **options)
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("lstm", dict(zoneout=0.2, zoneout_cell=0.3, recurrent_dropout=0.25, weight_dropout=0.3,
+                  peephole=True)),
+    ("gru", dict(zoneout=0.2, recurrent_dropout=0.25, weight_dropout=0.3)),
+    ("rnn", dict(zoneout=0.2, recurrent_dropout=0.25, weight_dropout=0.3)),
+])
+def test_regularised_modules_match_the_layer_with_the_seed_torch_draws(kind, options, rng):
+    import cuda_rnn as cr
+
+    ours = {"lstm": crt.LSTM, "gru": crt.GRU, "rnn": crt.RNN}[kind](3, 5, **options).double()
+    layer = {"lstm": cr.LSTM, "gru": cr.GRU, "rnn": cr.RNN}[kind](3, 5, dtype="float64",
+                                                                  **options)
+    layer.load_state_dict({n: p.detach().numpy() for n, p in ours.named_parameters()})
+    for name, value in options.items():
+        assert f"{name}={value!r}" in repr(ours)
+    x, hx = _inputs(kind, ours, rng)
+    torch.manual_seed(7)
+    y, state = ours(x, hx)
+    torch.manual_seed(7)
+    layer.rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item()))
+    host_hx = tuple(s.detach().numpy() for s in hx) if kind == "lstm" else hx.detach().numpy()
+    y_ref, _ = layer(x.detach().numpy(), host_hx)
+    np.testing.assert_allclose(y.detach().numpy(), y_ref, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    grads = torch.autograd.grad((y * torch.from_numpy(dy)).sum(), [x, *ours.parameters()])
+    dx_ref, _ = layer.backward(dy)
+    np.testing.assert_allclose(grads[0].numpy(), dx_ref, rtol=1e-10, atol=1e-12)
+    for (name, _), got in zip(ours.named_parameters(), grads[1:]):
+        np.testing.assert_allclose(got.numpy(), layer.grads[name], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    ours.eval()
+    layer.eval()
+    np.testing.assert_allclose(ours(x, hx)[0].detach().numpy(),
+                               layer(x.detach().numpy(), host_hx)[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [crt.LSTM, crt.GRU, crt.RNN])
+def test_regulariser_probabilities_are_checked(cls):
+    with pytest.raises(ValueError, match=r"zoneout: expected a number in \[0, 1\), got 1.0"):
+        cls(3, 5, zoneout=1.0)
