@@ -48,6 +48,7 @@ class _Cell(Module):
         self.bias = bool(bias)
         self._setup(dtype, device, seed)
         init.set_forget_bias(self)
+        init.set_layer_norm(self)
         self._stack: list[tuple[Any, bool, int]] = []
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -126,8 +127,8 @@ class _Cell(Module):
 class LSTMCell(_Cell):
     """One LSTM step: ``h, c = cell(x, (h, c))``; ``dx, (dh, dc) = cell.backward(dh, dc)``.
 
-    proj_size, peephole, forget_gate and forget_bias as for :class:`cuda_rnn.layers.LSTM`
-    (h is then (B, proj_size) and c (B, H)).
+    proj_size, peephole, forget_gate, forget_bias and layer_norm as for
+    :class:`cuda_rnn.layers.LSTM` (h is then (B, proj_size) and c (B, H)).
     """
 
     _cell = "lstm"
@@ -141,6 +142,7 @@ class LSTMCell(_Cell):
         peephole: bool = False,
         forget_gate: bool = True,
         forget_bias: float | None = None,
+        layer_norm: bool = False,
         dtype: Any = "float32",
         device: str = "auto",
         seed: int | None = None,
@@ -148,7 +150,7 @@ class LSTMCell(_Cell):
         check_proj_size(proj_size, hidden_size)
         super().__init__(input_size, hidden_size, bias, dtype, device, seed,
                          proj_size=proj_size, peephole=peephole, forget_gate=forget_gate,
-                         forget_bias=forget_bias)
+                         forget_bias=forget_bias, layer_norm=layer_norm)
 
     def __call__(self, x: Any, state: Any = None) -> tuple[Array, Array]:
         return self._step(x, state)

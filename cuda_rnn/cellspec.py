@@ -40,7 +40,11 @@ MODEL_CELLS = ("lstm", "gru") + tuple(f"rnn-{n}" for n in NONLINEARITIES)
 PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 #: The LSTM variants' own parameters, after :data:`PARAMETERS` in that order, and the keyword
 #: of the cell functions that takes each.
-VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch"}
+VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch", "ln_weight_ih": "ln_ih",
+                      "ln_weight_hh": "ln_hh", "ln_weight_c": "ln_c", "ln_bias_c": "ln_bc"}
+#: The layer-normalised LSTM's parameters, in order, and the value each starts at.
+LAYER_NORM_PARAMETERS = {"ln_weight_ih": 1.0, "ln_weight_hh": 1.0, "ln_weight_c": 1.0,
+                         "ln_bias_c": 0.0}
 DIRECTIONS = ("forward", "backward")
 #: The options that regularise a layer's training (masks the layers draw; the cells take none).
 REGULARISERS = ("zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout")
@@ -146,6 +150,9 @@ class Options:
         c_t = c_{t-1} + i * g (gates i, g, o).
     forget_bias : LSTM only: None keeps PyTorch's initialisation; a float sets the forget
         gate's rows of b_ih to it and of b_hh to 0 after it.
+    layer_norm : LSTM only: normalise x W_ih^T and h W_hh^T (over the G*H pre-activations)
+        and c' (over H) before the nonlinearities, with the gains ``ln_weight_ih``,
+        ``ln_weight_hh``, ``ln_weight_c`` and the bias ``ln_bias_c``.
     zoneout : probability, in training, that a unit of h keeps its previous value at a step
         (eval mode: h_t = p h_{t-1} + (1 - p) h'_t).
     zoneout_cell : LSTM only: the same for c.
@@ -162,6 +169,7 @@ class Options:
     peephole: bool = False
     forget_gate: bool = True
     forget_bias: float | None = None
+    layer_norm: bool = False
     zoneout: float = 0.0
     zoneout_cell: float = 0.0
     recurrent_dropout: float = 0.0
@@ -169,8 +177,9 @@ class Options:
 
     @property
     def lstm_variant(self) -> bool:
-        """Whether an LSTM option other than forget_bias (an initialisation) is set."""
-        return bool(self.proj_size or self.peephole or not self.forget_gate)
+        """Whether an LSTM option that changes the cell's equations is set (not forget_bias,
+        an initialisation, nor the regularisers)."""
+        return bool(self.proj_size or self.peephole or not self.forget_gate or self.layer_norm)
 
 
 @dataclass(frozen=True)
@@ -238,7 +247,7 @@ class CellSpec:
         if self.cell == "lstm":
             return {"proj_size": o.proj_size, "peephole": o.peephole,
                     "forget_gate": o.forget_gate, "forget_bias": o.forget_bias,
-                    **regularisers, "zoneout_cell": o.zoneout_cell}
+                    "layer_norm": o.layer_norm, **regularisers, "zoneout_cell": o.zoneout_cell}
         return regularisers
 
     @property
@@ -270,7 +279,8 @@ class CellSpec:
         """The weight arguments of the cell functions (and their grads), unsuffixed, in order:
         :data:`PARAMETERS`, then those of :data:`VARIANT_PARAMETERS` the options add."""
         extra = (("weight_hr",) if self.options.proj_size else ()) + (
-            ("weight_ch",) if self.options.peephole else ())
+            ("weight_ch",) if self.options.peephole else ()) + (
+            tuple(LAYER_NORM_PARAMETERS) if self.options.layer_norm else ())
         return PARAMETERS + extra
 
     def split_forward(self, out: tuple[Any, ...], algo_used: str = "",
@@ -298,6 +308,10 @@ class CellSpec:
             shapes[f"weight_hr{suffix}"] = (P, hidden_size)
         if self.options.peephole:
             shapes[f"weight_ch{suffix}"] = ((self.gates - 1) * hidden_size,)
+        if self.options.layer_norm:
+            for name in LAYER_NORM_PARAMETERS:
+                shapes[f"{name}{suffix}"] = (GH,) if name.endswith(("ih", "hh")) else (
+                    hidden_size,)
         return shapes
 
     def layer_parameter_shapes(self, input_size: int, hidden_size: int, num_layers: int,
@@ -362,7 +376,8 @@ class CellSpec:
         o = self.options
         named = ([f"proj_size={o.proj_size}"] if o.proj_size else []) + (
             ["peephole=True"] if o.peephole else []) + (
-            [] if o.forget_gate else ["forget_gate=False"])
+            [] if o.forget_gate else ["forget_gate=False"]) + (
+            ["layer_norm=True"] if o.layer_norm else [])
         return (f"the persistent LSTM kernels run only the plain cell, not "
                 f"{', '.join(named)}")
 
@@ -541,7 +556,8 @@ def _checked(cell: str, opts: Options) -> Options:
     opts = dataclasses.replace(opts, **{n: float(getattr(opts, n)) for n in REGULARISERS})
     lstm = Options(nonlinearity=opts.nonlinearity)
     if cell != "lstm":
-        for name in ("proj_size", "peephole", "forget_gate", "forget_bias", "zoneout_cell"):
+        for name in ("proj_size", "peephole", "forget_gate", "forget_bias", "layer_norm",
+                     "zoneout_cell"):
             if getattr(opts, name) != getattr(lstm, name):
                 raise ValueError(f"{name}: an LSTM option; expected the default "
                                  f"{getattr(lstm, name)!r} for the {cell}, got "
@@ -560,7 +576,8 @@ def _checked(cell: str, opts: Options) -> Options:
                              f"forget gate to bias), got {forget_bias!r}")
         forget_bias = float(forget_bias)
     return dataclasses.replace(opts, proj_size=int(opts.proj_size), peephole=bool(opts.peephole),
-                               forget_gate=bool(opts.forget_gate), forget_bias=forget_bias)
+                               forget_gate=bool(opts.forget_gate), forget_bias=forget_bias,
+                               layer_norm=bool(opts.layer_norm))
 
 
 def model_cell_spec(name: str, **options: Any) -> CellSpec:

@@ -47,10 +47,11 @@ TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
 #: Settings of a run that define its model and data: a resumed run keeps them.
 FIXED_ON_RESUME = ("task", "text", "seq_len", "cell", "hidden", "layers", "embed", "dropout",
                    "dtype", "seed", "optimizer", "momentum", "proj_size", "peephole",
-                   "no_forget_gate", "forget_bias", "zoneout", "zoneout_cell",
+                   "no_forget_gate", "forget_bias", "layer_norm", "zoneout", "zoneout_cell",
                    "recurrent_dropout", "weight_dropout")
 #: The train options that set the LSTM's variant (see :func:`cell_options`).
-LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias", "zoneout_cell")
+LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias", "layer_norm",
+              "zoneout_cell")
 #: The train options of the regularisers every cell takes.
 REGULARISER_FLAGS = ("zoneout", "recurrent_dropout", "weight_dropout")
 #: Settings of how training goes on: a resumed run may change them, and says so.
@@ -206,6 +207,8 @@ def _add_train_arguments(train: argparse.ArgumentParser) -> None:
                       help="the original LSTM without a forget gate: c_t = c_{t-1} + i g")
     lstm.add_argument("--forget-bias", type=float, default=None,
                       help="initial forget-gate bias (b_ih's forget rows; b_hh's set to 0)")
+    lstm.add_argument("--layer-norm", action="store_true",
+                      help="layer-normalised LSTM: LN of both products and of c")
     lstm.add_argument("--zoneout-cell", type=_probability, default=None,
                       help="zoneout of the cell state c: probability a unit keeps its value")
     reg = train.add_argument_group("recurrent regularisers", "set on every cell of --cell")
@@ -343,6 +346,8 @@ def cell_options(args: argparse.Namespace, cell: str) -> dict[str, Any]:
         options["forget_gate"] = False
     if args.forget_bias is not None:
         options["forget_bias"] = args.forget_bias
+    if args.layer_norm:
+        options["layer_norm"] = True
     return options
 
 
@@ -387,7 +392,7 @@ def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> 
                          "none; train without --resume to start one")
     # A run made before the LSTM flags existed used their defaults.
     settings = {**dict.fromkeys(LSTM_FLAGS + REGULARISER_FLAGS), "peephole": False,
-                "no_forget_gate": False,
+                "no_forget_gate": False, "layer_norm": False,
                 **json.loads(path.read_text(encoding="utf-8"))["settings"]}
     conflicts, changed = [], []
     for key in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME:

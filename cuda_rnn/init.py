@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .cellspec import LAYER_NORM_PARAMETERS
 
 #: Elements drawn at a time: 8 MiB of float64.
 CHUNK = 1 << 20
@@ -59,3 +60,14 @@ def set_forget_bias(module: Any) -> None:
         if name.startswith(("bias_ih", "bias_hh")):
             rows = np.full(H, value if name.startswith("bias_ih") else 0.0)
             p[k * H : (k + 1) * H] = module.backend.asarray(rows, module.dtype)
+
+
+def set_layer_norm(module: Any) -> None:
+    """Start a layer-normalised LSTM's gains at 1 and its cell bias at 0
+    (:data:`cuda_rnn.cellspec.LAYER_NORM_PARAMETERS`); nothing without layer_norm."""
+    if not module.spec.options.layer_norm:
+        return
+    for name, p in module.parameters().items():
+        for prefix, value in LAYER_NORM_PARAMETERS.items():
+            if name.startswith(prefix):
+                p[...] = module.backend.asarray(np.full(p.shape, value), module.dtype)

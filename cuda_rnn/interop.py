@@ -169,8 +169,8 @@ def to_torch(layer: Layer) -> Any:
     ------
     ValueError
         For a layer that is not a cuda_rnn RNN, LSTM or GRU, an RNN whose nonlinearity
-        torch.nn.RNN lacks ("sigmoid"; cuda_rnn.torch.RNN has it), or an LSTM with peepholes
-        or without a forget gate (cuda_rnn.torch.LSTM has them). proj_size carries over;
+        torch.nn.RNN lacks ("sigmoid"; cuda_rnn.torch.RNN has it), or an LSTM with peepholes,
+        without a forget gate or with layer norm (cuda_rnn.torch.LSTM has them). proj_size carries over;
         forget_bias, an initialisation, is in the copied biases.
     """
     import torch
@@ -190,11 +190,12 @@ def to_torch(layer: Layer) -> Any:
             )
     options = layer.spec.options
     if torch_cls is torch.nn.LSTM:
-        if options.peephole or not options.forget_gate:
+        if options.peephole or not options.forget_gate or options.layer_norm:
             raise ValueError(
-                f"layer: expected an LSTM without peepholes and with a forget gate for "
-                f"torch.nn.LSTM, got peephole={options.peephole}, "
-                f"forget_gate={options.forget_gate} (cuda_rnn.torch.LSTM supports them)")
+                f"layer: expected an LSTM without peepholes, with a forget gate and without "
+                f"layer norm for torch.nn.LSTM, got peephole={options.peephole}, "
+                f"forget_gate={options.forget_gate}, layer_norm={options.layer_norm} "
+                "(cuda_rnn.torch.LSTM supports them)")
         config["proj_size"] = options.proj_size
     elif torch_cls is torch.nn.RNN:
         config["nonlinearity"] = options.nonlinearity

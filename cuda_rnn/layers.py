@@ -93,6 +93,7 @@ class _Recurrent(Module):
         self.bidirectional = bool(bidirectional)
         self._setup(dtype, device, seed)
         init.set_forget_bias(self)
+        init.set_layer_norm(self)
         self.algo = self.backend.check_algo(algo)
         self.algo_used = ""  # what the last CUDA call ran, and why (see cuda_rnn.cuda.algo)
         self.algo_reason = ""
@@ -386,13 +387,17 @@ class LSTM(_Recurrent):
     peephole : adds ``weight_ch_l{k}`` (3H,) = [w_ci; w_cf; w_co] ((2H,) without a forget gate).
     forget_gate : False runs the original LSTM, c_t = c_{t-1} + i * g (G = 3: i, g, o).
     forget_bias : a float sets the forget rows of every b_ih to it and of b_hh to 0 at init.
+    layer_norm : normalise x W_ih^T and h W_hh^T over the G*H pre-activations and c over H,
+        with ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (G*H,), ``ln_weight_c_l{k}`` (H,)
+        (gains, starting at 1) and ``ln_bias_c_l{k}`` (H,) (starting at 0).
     zoneout, zoneout_cell, recurrent_dropout, weight_dropout : the regularisers of
         :class:`cuda_rnn.cellspec.Options` (training mode; zoneout's expectation in eval
         mode), masks drawn from :attr:`rng`.
 
     On "cuda" the variants run on the alternating and graph loops (the persistent kernels run
     only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); zoneout and
-    recurrent dropout raise NotImplementedError there for now, weight dropout runs.
+    recurrent dropout, and layer_norm, raise NotImplementedError there for now; weight dropout
+    runs.
     """
 
     _cell = "lstm"
@@ -410,6 +415,7 @@ class LSTM(_Recurrent):
         peephole: bool = False,
         forget_gate: bool = True,
         forget_bias: float | None = None,
+        layer_norm: bool = False,
         zoneout: float = 0.0,
         zoneout_cell: float = 0.0,
         recurrent_dropout: float = 0.0,
@@ -423,7 +429,8 @@ class LSTM(_Recurrent):
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             dtype, device, seed, algo, proj_size=proj_size, peephole=peephole,
-            forget_gate=forget_gate, forget_bias=forget_bias, zoneout=zoneout,
+            forget_gate=forget_gate, forget_bias=forget_bias, layer_norm=layer_norm,
+            zoneout=zoneout,
             zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
             weight_dropout=weight_dropout,
         )

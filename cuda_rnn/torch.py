@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import interop
 from . import layers as _layers
-from .cellspec import REGULARISERS, SPECS, Options, cell_spec
+from .cellspec import LAYER_NORM_PARAMETERS, REGULARISERS, SPECS, Options, cell_spec
 from .cuda.algo import check_algo
 from .validation import state_parts
 
@@ -399,6 +399,8 @@ class LSTM(_KernelRecurrent, nn.LSTM):
     Parameters
     ----------
     *args, **kwargs : torch.nn.LSTM's.
+    layer_norm : the layer-normalised LSTM of :class:`cuda_rnn.LSTM` (``ln_weight_ih_l{k}``
+        and the rest as torch Parameters).
     peephole : the gates read the cell through diagonal weights ``weight_ch_l{k}`` (torch
         Parameters of shape ((G-1) * hidden_size,), initialised like the others).
     forget_gate : False for the original LSTM without a forget gate: W_ih, W_hh and the
@@ -421,16 +423,18 @@ class LSTM(_KernelRecurrent, nn.LSTM):
     _layer_cls = _layers.LSTM
 
     def __init__(self, *args: Any, peephole: bool = False, forget_gate: bool = True,
-                 forget_bias: float | None = None, zoneout: float = 0.0,
+                 forget_bias: float | None = None, layer_norm: bool = False,
+                 zoneout: float = 0.0,
                  zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0,
                  weight_dropout: float = 0.0, algo: str = _default_algo(_layers.LSTM),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spec = self._set_options(
             proj_size=self.proj_size, peephole=peephole, forget_gate=forget_gate,
-            forget_bias=forget_bias, zoneout=zoneout, zoneout_cell=zoneout_cell,
-            recurrent_dropout=recurrent_dropout, weight_dropout=weight_dropout)
-        if spec.options.peephole or not spec.options.forget_gate:
+            forget_bias=forget_bias, layer_norm=layer_norm, zoneout=zoneout,
+            zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
+            weight_dropout=weight_dropout)
+        if self._cudnn_lacks_it():
             self._variant_parameters(spec)
         if self.forget_bias is not None:
             self._set_forget_bias(spec)
@@ -438,7 +442,8 @@ class LSTM(_KernelRecurrent, nn.LSTM):
 
     def _variant_parameters(self, spec: Any) -> None:
         """Replace torch.nn.LSTM's parameters by the variant's (cuda_rnn's names and shapes)
-        and initialise them as torch.nn.LSTM does."""
+        and initialise them as torch.nn.LSTM does (the layer norm's gains at 1, its cell bias
+        at 0)."""
         D = 2 if self.bidirectional else 1
         shapes = spec.layer_parameter_shapes(self.input_size, self.hidden_size,
                                              self.num_layers, D, self.bias)
@@ -455,6 +460,18 @@ class LSTM(_KernelRecurrent, nn.LSTM):
                              for k in range(0, len(names), per_direction)]
         self._init_flat_weights()
         self.reset_parameters()
+        with torch.no_grad():
+            for name in self._flat_weights_names:
+                for prefix, value in LAYER_NORM_PARAMETERS.items():
+                    if name.startswith(prefix):
+                        getattr(self, name).fill_(value)
+
+    def _cudnn_lacks_it(self) -> bool:
+        """Whether the cell is one torch.nn.LSTM (cuDNN) cannot express: peepholes, no forget
+        gate or layer normalisation (read with defaults: torch.nn.LSTM's own __init__ calls
+        flatten_parameters before they are set)."""
+        return bool(getattr(self, "peephole", False) or not getattr(self, "forget_gate", True)
+                    or getattr(self, "layer_norm", False))
 
     def _set_forget_bias(self, spec: Any) -> None:
         if not self.bias:
@@ -471,14 +488,14 @@ class LSTM(_KernelRecurrent, nn.LSTM):
     def flatten_parameters(self) -> None:
         """torch.nn.LSTM's, except for the variants, which cuDNN cannot run: their weights
         have no cuDNN layout to be flattened into."""
-        if getattr(self, "peephole", False) or not getattr(self, "forget_gate", True):
+        if self._cudnn_lacks_it():
             return
         super().flatten_parameters()
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
         defaults = Options()
-        for name in ("peephole", "forget_gate", "forget_bias"):
+        for name in ("peephole", "forget_gate", "forget_bias", "layer_norm"):
             if getattr(self, name) != getattr(defaults, name):
                 text += f", {name}={getattr(self, name)!r}"
         return text

@@ -151,6 +151,7 @@ def test_vanish_and_gradcheck(capsys: pytest.CaptureFixture, tmp_path: Path) -> 
     (["--peephole"], {"peephole": True}),
     (["--no-forget-gate", "--proj-size", "3"], {"forget_gate": False, "proj_size": 3}),
     (["--forget-bias", "1.5"], {"forget_bias": 1.5}),
+    (["--layer-norm", "--peephole"], {"layer_norm": True, "peephole": True}),
 ])
 def test_train_lstm_variant_flags_reach_the_lstm_only(flags: list, options: dict,
                                                        capsys: pytest.CaptureFixture,

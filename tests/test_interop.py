@@ -115,9 +115,12 @@ def test_projection_round_trip(rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(back.state_dict()[name].numpy(), p.numpy())
 
 
-def test_to_torch_rejects_peepholes() -> None:
-    layer = cr.LSTM(3, 5, peephole=True, device="cpu")
-    with pytest.raises(ValueError, match=r"peephole=True"):
+@pytest.mark.parametrize("options, shown", [(dict(peephole=True), "peephole=True"),
+                                            (dict(forget_gate=False), "forget_gate=False"),
+                                            (dict(layer_norm=True), "layer_norm=True")])
+def test_to_torch_rejects_what_torch_nn_lstm_lacks(options: dict, shown: str) -> None:
+    layer = cr.LSTM(3, 5, device="cpu", **options)
+    with pytest.raises(ValueError, match=shown):
         interop.to_torch(layer)
 
 

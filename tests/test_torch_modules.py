@@ -371,7 +371,9 @@ def test_second_backward_with_retained_graph_gives_the_same_grads(
 TORCH_VARIANTS = {
     "peephole": dict(peephole=True),
     "no-forget-gate": dict(forget_gate=False),
+    "layer-norm": dict(layer_norm=True),
     "peephole-no-forget-gate-proj": dict(peephole=True, forget_gate=False, proj_size=2),
+    "all": dict(peephole=True, forget_gate=False, proj_size=2, layer_norm=True),
 }
 
 

@@ -126,9 +126,13 @@ class CudaBackend:
         Raises
         ------
         NotImplementedError
-            For zoneout or recurrent dropout masks: the CUDA kernels do not run them yet
-            (the NumPy path on device="cpu" does; weight_dropout runs on both).
+            For layer_norm, or zoneout or recurrent dropout masks: the CUDA kernels do not
+            run them yet (the NumPy path on device="cpu" does; weight_dropout runs on both).
         """
+        if spec.options.layer_norm:
+            raise NotImplementedError(
+                "LSTM(layer_norm=True): the CUDA kernels run no layer normalisation yet; use "
+                "device='cpu'")
         if masks:
             raise NotImplementedError(
                 f"{spec.title}: the CUDA kernels run no {' or '.join(sorted(masks))} yet; "

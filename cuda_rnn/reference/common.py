@@ -67,3 +67,22 @@ def add_bias(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if b is None:
         return a
     return a + b
+
+
+#: The variance floor of the layer-normalised LSTM.
+LN_EPS = 1e-5
+
+
+def layer_norm(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z - mean(z)) / sqrt(var(z) + eps) over the last axis, the biased variance, and the
+    1 / sqrt(var + eps) it divided by (keepdims)."""
+    centred = z - z.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + LN_EPS)
+    return centred * rstd, rstd
+
+
+def layer_norm_backward(dzhat: np.ndarray, zhat: np.ndarray, rstd: np.ndarray) -> np.ndarray:
+    """dL/dz from dL/dzhat through :func:`layer_norm` (zhat and rstd from its forward)."""
+    return rstd * (dzhat - dzhat.mean(axis=-1, keepdims=True)
+                   - zhat * (dzhat * zhat).mean(axis=-1, keepdims=True))
+

@@ -31,6 +31,10 @@ h_t = d_h * h_{t-1} + (1 - d_h) * h'_t, y_t = h_t, where c'_t and h'_t are the v
 (o and h'_t read c'_t); a recurrent dropout mask r of shape (B, P'), the same at every step,
 scales the recurrent product's input, a = ... + (h_{t-1} * r) W_hh^T, so dh_{t-1} gets
 (da W_hh) * r and dW_hh = sum_t da_t^T (h_{t-1} * r).
+
+Layer normalisation (``ln``): a = LN(x_t W_ih^T) * ln_ih + LN(h_{t-1} W_hh^T) * ln_hh + b_ih
++ b_hh, each LN over all G*H pre-activations, and h'_t = o * tanh(LN(c'_t) * ln_c + ln_bc)
+(the state carried on is c'_t itself); LN(z) = (z - mean z) / sqrt(var z + 1e-5).
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ from .common import (
     add_bias,
     input_projection,
     keep_past_end,
+    layer_norm,
+    layer_norm_backward,
     step_masks,
     update_weights,
     weight_gradients,
@@ -68,6 +74,8 @@ class LSTMCache(NamedTuple):
     zoneout_cell: np.ndarray | float | None
     recurrent_mask: np.ndarray | None
     c_new: np.ndarray | None  # (T, B, H): c'_t before zoneout_cell mixes it, or None
+    ln: tuple[np.ndarray, ...] | None  # ln_ih, ln_hh, ln_c, ln_bc
+    norms: dict[str, np.ndarray] | None  # the normalised values and their 1 / std, by name
 
 
 def _gate_names(forget_gate: bool) -> tuple[str, ...]:
@@ -104,6 +112,10 @@ def lstm_forward(
     zoneout: np.ndarray | float | None = None,
     zoneout_cell: np.ndarray | float | None = None,
     recurrent_mask: np.ndarray | None = None,
+    ln_ih: np.ndarray | None = None,
+    ln_hh: np.ndarray | None = None,
+    ln_c: np.ndarray | None = None,
+    ln_bc: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LSTMCache]:
     """Run one LSTM layer-direction over a time-major sequence.
 
@@ -121,6 +133,8 @@ def lstm_forward(
     zoneout, zoneout_cell : (T, B, P') and (T, B, H) zoneout masks of h and c (1 keeps the
         previous value), floats (their expectations, eval mode), or None.
     recurrent_mask : (B, P') recurrent dropout mask, or None.
+    ln_ih, ln_hh : (G*H,); ln_c, ln_bc : (H,): the layer norm's gains and the cell's bias,
+        all four or none.
 
     Returns
     -------
@@ -144,8 +158,22 @@ def lstm_forward(
     shift = np.full(G * H, 0.5, dtype)
     shift[g_cols] = 0.0
     bias = add_bias(b_ih, b_hh)
-    xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
-    w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
+    ln = None if ln_ih is None else (ln_ih, ln_hh, ln_c, ln_bc)
+    norms = None
+    if ln is None:
+        xp = input_projection(x, w_ih * scale[:, None], None if bias is None else bias * scale)
+        w_hh_t = np.ascontiguousarray((w_hh * scale[:, None]).T)
+    else:
+        # The sigmoid columns are halved after the normalisation, in its gains.
+        xhat, x_rstd = layer_norm(input_projection(x, w_ih, None))
+        xp = xhat * (ln_ih * scale)
+        if bias is not None:
+            xp += bias * scale
+        w_hh_t = np.ascontiguousarray(w_hh.T)
+        gain_hh = ln_hh * scale
+        norms = {"x": xhat, "x_rstd": x_rstd, "h": np.empty((T, B, G * H), dtype),
+                 "h_rstd": np.empty((T, B, 1), dtype), "c": np.empty((T, B, H), dtype),
+                 "c_rstd": np.empty((T, B, 1), dtype)}
     peep = _peepholes(None if w_ch is None else w_ch * 0.5, forget_gate)
     # With peepholes, o reads the new c_t: the tanh of every other gate (a prefix, o is last)
     # comes first.
@@ -175,6 +203,9 @@ def lstm_forward(
         else:
             np.multiply(h[t], recurrent_mask, h_in)
             np.matmul(h_in, w_hh_t, a)
+        if norms is not None:
+            norms["h"][t], norms["h_rstd"][t] = layer_norm(a)
+            np.multiply(norms["h"][t], gain_hh, a)
         a += xp[t]
         for block, w in reads_c_prev:
             block[t] += w * c[t]
@@ -195,7 +226,11 @@ def lstm_forward(
             np.tanh(o_t, o_t)
             o_t *= 0.5
             o_t += 0.5
-        np.tanh(c_new, tanh_c[t])
+        if norms is None:
+            np.tanh(c_new, tanh_c[t])
+        else:
+            norms["c"][t], norms["c_rstd"][t] = layer_norm(c_new)
+            np.tanh(norms["c"][t] * ln_c + ln_bc, tanh_c[t])
         if m is None:
             np.multiply(o[t], tanh_c[t], h_new)
         else:
@@ -210,7 +245,8 @@ def lstm_forward(
             if valid is not None:
                 np.multiply(h_new, valid[t], y[t])
     cache = LSTMCache(x, h, c, gates, tanh_c, w_ih, w_hh, lengths, b_ih is not None, m, w_hr,
-                      w_ch, forget_gate, zoneout, zoneout_cell, recurrent_mask, c_cand)
+                      w_ch, forget_gate, zoneout, zoneout_cell, recurrent_mask, c_cand, ln,
+                      norms)
     return y, h[T].copy(), c[T].copy(), cache
 
 
@@ -229,10 +265,11 @@ def lstm_backward(
     -------
     dx : (T, B, I); dh0 : (B, P'); dc0 : (B, H); dw_ih : (G*H, I); dw_hh : (G*H, P');
     db_ih, db_hh : (G*H,) (equal, since both biases enter the same sum), or None without bias;
-    then dw_hr (P, H) with a projection and dw_ch with peepholes.
+    then dw_hr (P, H) with a projection, dw_ch with peepholes, and with layer normalisation
+    the gradients of ln_ih, ln_hh, ln_c and ln_bc.
     """
     (x, h, c, gates, tanh_c, w_ih, w_hh, lengths, has_bias, m, w_hr, w_ch, forget_gate,
-     zoneout, zoneout_cell, rec, c_cand) = cache
+     zoneout, zoneout_cell, rec, c_cand, ln, norms) = cache
     T, B, _ = x.shape
     G = len(_gate_names(forget_gate))
     H = c.shape[2]
@@ -265,6 +302,10 @@ def lstm_backward(
     dc_each_block = dc[:, None]
     dh_t = dh_n.astype(dtype, copy=True)
     dc_t = dc_n.astype(dtype, copy=True)
+    if norms is not None:
+        # dn: the gradient at LN(c') * ln_c + ln_bc; dhp: at the recurrent product.
+        dn = np.empty((T, B, H), dtype)
+        dhp = np.empty_like(gates)
     for t in range(T - 1, -1, -1):
         if valid is None:
             np.add(dh_t, dy[t], dh)
@@ -282,7 +323,11 @@ def lstm_backward(
         if dhs is not None:
             dhs[t] = dh
             np.matmul(dh, w_hr, dm)
-        np.multiply(dm, dm_dc[t], dc)
+        if norms is None:
+            np.multiply(dm, dm_dc[t], dc)
+        else:
+            np.multiply(dm, dm_dc[t], dn[t])
+            dc[...] = layer_norm_backward(dn[t] * ln[2], norms["c"][t], norms["c_rstd"][t])
         dc += dc_t
         do[t] *= dm
         if peep:
@@ -294,15 +339,28 @@ def lstm_backward(
             dc_t[...] = dc
         for dblock, w in reads_c_prev:
             dc_t += dblock[t] * w
-        np.matmul(dgates[t], w_hh, dh_t)
+        if norms is None:
+            np.matmul(dgates[t], w_hh, dh_t)
+        else:
+            dhp[t] = layer_norm_backward(dgates[t] * ln[1], norms["h"][t], norms["h_rstd"][t])
+            np.matmul(dhp[t], w_hh, dh_t)
         if rec is not None:
             dh_t *= rec
         if take_h is not None:
             dh_t += dh_keep
         if take_c is not None:
             dc_t += dc_keep
-    dw_ih, dw_hh, db = weight_gradients(dgates, x, h[:-1] if rec is None else h[:-1] * rec)
-    dx = (dgates.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
+    h_prev = h[:-1] if rec is None else h[:-1] * rec
+    if norms is None:
+        dw_ih, dw_hh, db = weight_gradients(dgates, x, h_prev)
+        dx = (dgates.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
+    else:
+        # dXp of every step in one pass (dHp was formed step by step in the loop).
+        dxp = layer_norm_backward(dgates * ln[0], norms["x"], norms["x_rstd"]).reshape(T * B, -1)
+        dw_ih = dxp.T @ x.reshape(T * B, -1)
+        dw_hh = dhp.reshape(T * B, -1).T @ h_prev.reshape(T * B, -1)
+        db = dgates.reshape(T * B, -1).sum(axis=0)
+        dx = (dxp @ w_ih).reshape(T, B, -1)
     db_ih = db if has_bias else None
     db_hh = db.copy() if has_bias else None
     extra: list[np.ndarray] = []
@@ -313,4 +371,8 @@ def lstm_backward(
         states = {"i": c[:-1], "f": c[:-1], "o": c[1:] if c_cand is None else c_cand}
         extra.append(np.concatenate([
             np.einsum("tbh,tbh->h", dblocks[name], states[name]) for name in peep]))
+    if norms is not None:
+        extra += [np.einsum("tbg,tbg->g", dgates, norms["x"]),
+                  np.einsum("tbg,tbg->g", dgates, norms["h"]),
+                  np.einsum("tbh,tbh->h", dn, norms["c"]), dn.sum(axis=(0, 1))]
     return (dx, dh_t, dc_t, dw_ih, dw_hh, db_ih, db_hh, *extra)
