@@ -475,6 +475,8 @@ def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
         "wall_s": round(wall_s, 2), "resumed_from_step": resumed_from,
         "parameters": int(sum(p.size for p in trainer.model.parameters().values())),
         "options": trainer.model.config["options"],
+        "evals": [[s, v] for s, v in zip(trainer.history.eval_step,
+                                         trainer.history.eval_loss)],
     }
     if task.loss_kind == "xent":
         metrics["test_perplexity"] = math.exp(metrics["test_loss"])

@@ -166,6 +166,7 @@ def test_train_lstm_variant_flags_reach_the_lstm_only(flags: list, options: dict
     assert rnn.meta["config"]["model"]["options"] == {}
     metrics = json.loads((out / "lstm" / "metrics.json").read_text())
     assert metrics["options"] == options
+    assert metrics["evals"][-1] == [3, metrics["test_loss"]]
     shapes = {k: v.shape for k, v in lstm.params.items()}
     H = metrics["hidden"]
     G = 3 if options.get("forget_gate") is False else 4
