@@ -258,7 +258,9 @@ class CellSpec:
             return {"forget_gate": self.options.forget_gate}
         return {k: v for k, v in self.keywords.items() if k == "nonlinearity"}
 
-    def function_arguments(self, weights: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def function_arguments(
+        self, weights: tuple[Any, ...]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The cell functions' weight arguments from ``weights`` in :attr:`parameters` order:
         those of :data:`PARAMETERS` positional, the variants' as keywords with the options."""
         n = len(PARAMETERS)

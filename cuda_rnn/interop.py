@@ -170,8 +170,9 @@ def to_torch(layer: Layer) -> Any:
     ValueError
         For a layer that is not a cuda_rnn RNN, LSTM or GRU, an RNN whose nonlinearity
         torch.nn.RNN lacks ("sigmoid"; cuda_rnn.torch.RNN has it), or an LSTM with peepholes,
-        without a forget gate or with layer norm (cuda_rnn.torch.LSTM has them). proj_size carries over;
-        forget_bias, an initialisation, is in the copied biases.
+        without a forget gate or with layer norm (cuda_rnn.torch.LSTM has them). proj_size
+        carries over; forget_bias, an initialisation, is in the copied biases; the
+        regularisers are not carried (torch.nn has none of them).
     """
     import torch
 

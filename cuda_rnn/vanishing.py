@@ -8,8 +8,9 @@ walks the steps in reverse, so the total gradient with respect to every hidden s
     dL/dh_t = dL/dy_t (direct, from the output at t) + (dL/dh_{t+1}) (dh_{t+1}/dh_t),
 
 is in hand at each t. The norm reported is the Frobenius norm of dL/dh_t over the batch.
-Dropout is not applied (as in eval mode); bidirectional stacks are not supported (the reverse
-direction's h_t depends on the future, so there is no single "back in time").
+Dropout and the regularisers are not applied (the cells take none); bidirectional stacks are
+not supported (the reverse direction's h_t depends on the future, so there is no single "back
+in time").
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _cell_twin(layer: LSTM | GRU | RNN, k: int) -> LSTMCell | GRUCell | RNNCell:
     cell = make_cell(layer.spec, in_size, layer.hidden_size, bias=layer.bias,
                      dtype=layer.dtype, device=layer.device)
     params = layer.parameters()
-    cell.load_state_dict({name: params[name + parameter_suffix(k, 0)] for name in cell.parameters()})
+    suffix = parameter_suffix(k, 0)
+    cell.load_state_dict({name: params[name + suffix] for name in cell.parameters()})
     return cell
 
 

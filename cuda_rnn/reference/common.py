@@ -33,6 +33,31 @@ def update_weights(valid: np.ndarray | None, zoneout: np.ndarray | float | None,
     return np.ascontiguousarray(take if valid is None else take * valid)
 
 
+def split_state_gradient(d_state: np.ndarray, dy: np.ndarray | None, valid: np.ndarray | None,
+                         take: np.ndarray | None, t: int, out: np.ndarray) -> np.ndarray | None:
+    """Backward of step t's ``state_t = old + take_t * (new - old)`` (see
+    :func:`update_weights`), ``y_t = state_t * valid_t``.
+
+    The gradient reaching state_t is ``d_state`` (from step t+1) plus ``dy`` where the step is
+    valid (``dy`` None: no output term). ``out`` (which may be ``d_state`` itself) gets the
+    part for the new value, take_t times the total; the part for the old value, passed
+    straight back, is returned (None without ``take``, where all of it is the new value's).
+    """
+    if dy is None:
+        if out is not d_state:
+            out[...] = d_state
+    elif valid is None:
+        np.add(d_state, dy, out)
+    else:
+        np.multiply(dy, valid[t], out)
+        out += d_state
+    if take is None:
+        return None
+    keep = out * (1 - take[t])
+    out *= take[t]
+    return keep
+
+
 def keep_past_end(new: np.ndarray, old: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
     """``out = old + mask * (new - old)`` in place: a state past its sequence's end (mask 0)
     keeps its old value, one inside (mask 1) takes the new one."""

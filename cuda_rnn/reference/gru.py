@@ -34,7 +34,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .common import add_bias, input_projection, keep_past_end, step_masks, update_weights
+from .common import (
+    add_bias,
+    input_projection,
+    keep_past_end,
+    split_state_gradient,
+    step_masks,
+    update_weights,
+)
 
 
 class GRUCache(NamedTuple):
@@ -175,15 +182,7 @@ def gru_backward(
     dh_z = np.empty((B, H), dtype)
     dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        if valid is None:
-            np.add(dh_t, dy[t], dh)
-        else:
-            np.multiply(dy[t], valid[t], dh)
-            dh += dh_t
-        if take is not None:
-            # The share of h_t that is h_{t-1} itself passes its gradient straight back.
-            dh_keep = dh * (1 - take[t])
-            dh *= take[t]
+        dh_keep = split_state_gradient(dh_t, dy[t], valid, take, t, dh)
         dxp_steps[t] *= dh_each_block
         dhp_steps[t] *= dh_each_block
         np.matmul(dhp[t], w_hh, dh_t)
@@ -191,7 +190,7 @@ def gru_backward(
             dh_t *= rec
         np.multiply(dh, z[t], dh_z)
         dh_t += dh_z
-        if take is not None:
+        if dh_keep is not None:
             dh_t += dh_keep
     flat_x = dxp.reshape(T * B, -1)
     flat_h = dhp.reshape(T * B, -1)

@@ -48,6 +48,7 @@ from .common import (
     keep_past_end,
     layer_norm,
     layer_norm_backward,
+    split_state_gradient,
     step_masks,
     update_weights,
     weight_gradients,
@@ -307,19 +308,10 @@ def lstm_backward(
         dn = np.empty((T, B, H), dtype)
         dhp = np.empty_like(gates)
     for t in range(T - 1, -1, -1):
-        if valid is None:
-            np.add(dh_t, dy[t], dh)
-        else:
-            np.multiply(dy[t], valid[t], dh)
-            dh += dh_t
         # The share of a state that is its previous value (past a sequence's end, or zoned
         # out) passes its gradient straight back.
-        if take_h is not None:
-            dh_keep = dh * (1 - take_h[t])
-            dh *= take_h[t]
-        if take_c is not None:
-            dc_keep = dc_t * (1 - take_c[t])
-            dc_t *= take_c[t]
+        dh_keep = split_state_gradient(dh_t, dy[t], valid, take_h, t, dh)
+        dc_keep = split_state_gradient(dc_t, None, valid, take_c, t, dc_t)
         if dhs is not None:
             dhs[t] = dh
             np.matmul(dh, w_hr, dm)
@@ -346,9 +338,9 @@ def lstm_backward(
             np.matmul(dhp[t], w_hh, dh_t)
         if rec is not None:
             dh_t *= rec
-        if take_h is not None:
+        if dh_keep is not None:
             dh_t += dh_keep
-        if take_c is not None:
+        if dc_keep is not None:
             dc_t += dc_keep
     h_prev = h[:-1] if rec is None else h[:-1] * rec
     if norms is None:

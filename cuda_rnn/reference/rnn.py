@@ -29,6 +29,7 @@ from .common import (
     input_projection,
     keep_past_end,
     sigmoid,
+    split_state_gradient,
     step_masks,
     update_weights,
     weight_gradients,
@@ -151,20 +152,12 @@ def rnn_backward(
     dh = np.empty(dh_n.shape, dtype)
     dh_t = dh_n.astype(dtype, copy=True)
     for t in range(T - 1, -1, -1):
-        if valid is None:
-            np.add(dh_t, dy[t], dh)
-        else:
-            np.multiply(dy[t], valid[t], dh)
-            dh += dh_t
-        if take is not None:
-            # The share of h_t that is h_{t-1} itself passes its gradient straight back.
-            dh_keep = dh * (1 - take[t])
-            dh *= take[t]
+        dh_keep = split_state_gradient(dh_t, dy[t], valid, take, t, dh)
         da[t] *= dh
         np.matmul(da[t], w_hh, dh_t)
         if rec is not None:
             dh_t *= rec
-        if take is not None:
+        if dh_keep is not None:
             dh_t += dh_keep
     dw_ih, dw_hh, db = weight_gradients(da, x, h[:-1] if rec is None else h[:-1] * rec)
     dx = (da.reshape(T * B, -1) @ w_ih).reshape(T, B, -1)
