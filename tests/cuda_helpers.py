@@ -64,3 +64,52 @@ def assert_matches(got: Any, want: np.ndarray | None, dtype: str, what: str) -> 
         f"{what} ({dtype}): max error {worst:.3g} > {allowed:.3g} at {where} "
         f"(got {host[where] if err.size else None}, want {want[where] if err.size else None})"
     )
+
+
+def random_problem(rng: np.random.Generator, shape: tuple[int, int, int, int], gates: int,
+                   bias: bool, with_lengths: bool, *, proj: int = 0,
+                   peepholes: int = 0) -> dict[str, np.ndarray | None]:
+    """Inputs, weights and output gradients of one layer-direction, float64 on the host.
+
+    shape : (T, B, I, H); gates : G; proj : P for a projection (w_hr (P, H); h, y P wide);
+    peepholes : the gates with a peephole weight (w_ch ((peepholes) * H,)), 0 for none. The
+    lengths (when asked for) include T at a random row, the weights are U(-1/sqrt(H), ..).
+    """
+    T, B, I, H = shape
+    P = proj or H
+    k = 1.0 / np.sqrt(H)
+    lengths = None
+    if with_lengths:
+        lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
+        lengths[rng.integers(B)] = T
+    return {
+        "x": rng.standard_normal((T, B, I)),
+        "h0": rng.standard_normal((B, P)) * 0.5,
+        "c0": rng.standard_normal((B, H)) * 0.5,
+        "w_ih": rng.uniform(-k, k, (gates * H, I)),
+        "w_hh": rng.uniform(-k, k, (gates * H, P)),
+        "b_ih": rng.uniform(-k, k, gates * H) if bias else None,
+        "b_hh": rng.uniform(-k, k, gates * H) if bias else None,
+        "w_hr": rng.uniform(-k, k, (P, H)) if proj else None,
+        "w_ch": rng.uniform(-1, 1, peepholes * H) if peepholes else None,
+        "dy": rng.standard_normal((T, B, P)),
+        "dh_n": rng.standard_normal((B, P)),
+        "dc_n": rng.standard_normal((B, H)),
+        "lengths": lengths,
+    }
+
+
+def problem_on_device(p: dict[str, np.ndarray | None],
+                      dtype: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(device arrays, their float64 host values) of a :func:`random_problem`; lengths go
+    over as int32, unrounded."""
+    import cupy
+
+    dev, host = {}, {}
+    for key, value in p.items():
+        if key == "lengths":
+            dev[key] = None if value is None else cupy.asarray(value)
+            host[key] = value
+        else:
+            dev[key], host[key] = to_device(value, dtype)
+    return dev, host

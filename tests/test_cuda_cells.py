@@ -24,42 +24,17 @@ LONG = (1000, 3, 5, 33)
 
 def _problem(rng: np.random.Generator, cell: str, shape: tuple[int, int, int, int],
              bias: bool, with_lengths: bool) -> dict[str, np.ndarray | None]:
-    T, B, I, H = shape
-    G = GATES[cell] * H
-    k = 1.0 / np.sqrt(H)
-    lengths = None
-    if with_lengths:
-        lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
-        lengths[rng.integers(B)] = T
-    return {
-        "x": rng.standard_normal((T, B, I)),
-        "h0": rng.standard_normal((B, H)) * 0.5,
-        "c0": rng.standard_normal((B, H)) * 0.5,
-        "w_ih": rng.uniform(-k, k, (G, I)),
-        "w_hh": rng.uniform(-k, k, (G, H)),
-        "b_ih": rng.uniform(-k, k, G) if bias else None,
-        "b_hh": rng.uniform(-k, k, G) if bias else None,
-        "dy": rng.standard_normal((T, B, H)),
-        "dh_n": rng.standard_normal((B, H)),
-        "dc_n": rng.standard_normal((B, H)),
-        "lengths": lengths,
-    }
+    from cuda_helpers import random_problem
+
+    return random_problem(rng, shape, GATES[cell], bias, with_lengths)
 
 
 def _run(cell: str, p: dict, dtype: str, nonlinearity: str = "tanh") -> None:
-    import cupy
-
     from cuda_rnn.cuda import gru, lstm, rnn
-    from cuda_helpers import assert_matches, to_device
+    from cuda_helpers import assert_matches, problem_on_device
     from cuda_rnn.cuda.workspace import poisoned
 
-    dev, host = {}, {}
-    for key, value in p.items():
-        if key == "lengths":
-            dev[key] = None if value is None else cupy.asarray(value)
-            host[key] = value
-        else:
-            dev[key], host[key] = to_device(value, dtype)
+    dev, host = problem_on_device(p, dtype)
     common = ("w_ih", "w_hh", "b_ih", "b_hh")
     with poisoned():
         if cell == "lstm":

@@ -30,46 +30,20 @@ SHAPES = [(1, 1, 1, 1), (6, 1, 3, 1), (5, 4, 33, 31), (7, 5, 17, 69), (4, 3, 6, 
 
 def _problem(rng: np.random.Generator, shape: tuple[int, int, int, int], variant: dict,
              bias: bool, with_lengths: bool) -> dict[str, np.ndarray | None]:
-    T, B, I, H = shape
+    from cuda_helpers import random_problem
+
     G = 4 if variant["forget_gate"] else 3
-    P = variant["proj"] or H
-    k = 1.0 / np.sqrt(H)
-    lengths = None
-    if with_lengths:
-        lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
-        lengths[rng.integers(B)] = T
-    return {
-        "x": rng.standard_normal((T, B, I)),
-        "h0": rng.standard_normal((B, P)) * 0.5,
-        "c0": rng.standard_normal((B, H)) * 0.5,
-        "w_ih": rng.uniform(-k, k, (G * H, I)),
-        "w_hh": rng.uniform(-k, k, (G * H, P)),
-        "w_hr": rng.uniform(-k, k, (P, H)) if variant["proj"] else None,
-        "b_ih": rng.uniform(-k, k, G * H) if bias else None,
-        "b_hh": rng.uniform(-k, k, G * H) if bias else None,
-        "w_ch": rng.uniform(-1, 1, (G - 1) * H) if variant["peephole"] else None,
-        "dy": rng.standard_normal((T, B, P)),
-        "dh_n": rng.standard_normal((B, P)),
-        "dc_n": rng.standard_normal((B, H)),
-        "lengths": lengths,
-    }
+    return random_problem(rng, shape, G, bias, with_lengths, proj=variant["proj"],
+                          peepholes=G - 1 if variant["peephole"] else 0)
 
 
 def _run(p: dict, variant: dict, dtype: str, algo: str) -> None:
-    import cupy
-
-    from cuda_helpers import assert_matches, to_device
+    from cuda_helpers import assert_matches, problem_on_device
     from cuda_rnn.cuda import lstm
     from cuda_rnn.cuda.graph import GraphCache
     from cuda_rnn.cuda.workspace import poisoned
 
-    dev, host = {}, {}
-    for key, value in p.items():
-        if key == "lengths":
-            dev[key] = None if value is None else cupy.asarray(value)
-            host[key] = value
-        else:
-            dev[key], host[key] = to_device(value, dtype)
+    dev, host = problem_on_device(p, dtype)
     args = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "lengths")
     forget_gate = variant["forget_gate"]
     graphs = GraphCache() if algo == "graph" else None
