@@ -196,3 +196,42 @@ def test_lstm_variant_cell_matches_cpu(rng: np.random.Generator, variant: str,
     assert sorted(gpu.grads) == sorted(cpu.grads)
     for name in cpu.grads:
         _close(gpu.grads[name], cpu.grads[name], "float64", f"grad {name}")
+
+
+@pytest.mark.parametrize("algo", ["alternating", "graph", "persistent"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_weight_dropout_matches_cpu_with_the_same_masks(rng: np.random.Generator, cell: str,
+                                                        algo: str) -> None:
+    import cuda_rnn as cr
+
+    if algo == "persistent" and cell == "RNN":
+        pytest.skip("the RNN has no persistent kernel")
+    dtype = "float32" if algo == "persistent" else "float64"
+    cls = getattr(cr, cell)
+    options = dict(num_layers=2, bidirectional=True, weight_dropout=0.4)
+    cpu = cls(3, 32, dtype=dtype, device="cpu", seed=5, **options)
+    gpu = cls(3, 32, dtype=dtype, device="cuda", seed=5, algo=algo, **options)
+    gpu.load_state_dict({k: _host(v) for k, v in cpu.state_dict().items()})
+    x = rng.standard_normal((6, 4, 3)).astype(dtype)
+    dy = rng.standard_normal((6, 4, 64)).astype(dtype)
+    for _ in range(2):  # a new forward draws new masks, the same on both devices
+        y_cpu, _ = cpu(x)
+        y_gpu, _ = gpu(x)
+        _close(y_gpu, y_cpu, dtype, "y")
+        cpu.backward(dy)
+        gpu.backward(dy)
+    assert gpu.algo_used == algo
+    for name in cpu.grads:
+        _close(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
+
+
+@pytest.mark.parametrize("options", [dict(zoneout=0.1), dict(recurrent_dropout=0.2)],
+                         ids=["zoneout", "recurrent_dropout"])
+def test_zoneout_and_recurrent_dropout_on_cuda_say_so(options: dict) -> None:
+    import cuda_rnn as cr
+
+    layer = cr.GRU(3, 5, device="cuda", **options)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    name = "zoneout" if "zoneout" in options else "recurrent_mask"
+    with pytest.raises(NotImplementedError, match=rf"CUDA kernels run no {name}"):
+        layer(x)
