@@ -160,6 +160,7 @@ class _Recurrent(Module):
             steps, batch, self.input_size, self.hidden_size, self.spec.gates,
             len(self.spec.states), self.num_layers, self.num_directions,
             self._params_dtype().itemsize,
+            **memory.variant_workspace(self.spec, self.hidden_size),
         )
         if needed > memory.CHECK_ABOVE_BYTES:
             memory.check_fits(needed, backend.available_memory(self.device),

@@ -81,14 +81,18 @@ def test_forward_bytes_counts_every_saved_buffer():
     assert memory.forward_bytes(10, 2, 3, 5, 4, 2, 2, 2, 8) == 2 * want
 
 
-@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, bidirectional=True)])
+@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, bidirectional=True),
+                                    dict(layer_norm=True), dict(zoneout=0.1, zoneout_cell=0.1),
+                                    dict(proj_size=64, layer_norm=True, num_layers=2)],
+                         ids=["plain", "stacked", "layer-norm", "zoneout", "proj-layer-norm"])
 @pytest.mark.parametrize("shape", [(30, 16, 16, 128), (10, 4, 8, 384)])
 def test_forward_bytes_follows_what_an_lstm_forward_allocates(rng, config, shape):
     T, B, I, H = shape
     lstm = cr.LSTM(I, H, device="cpu", seed=0, **config)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     L, D = lstm.num_layers, lstm.num_directions
-    estimate = memory.forward_bytes(T, B, I, H, 4, 2, L, D, 4)
+    estimate = memory.forward_bytes(T, B, I, H, 4, 2, L, D, 4,
+                                    **memory.variant_workspace(lstm.spec, H))
     tracemalloc.start()
     try:
         lstm(x)
