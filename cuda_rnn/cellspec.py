@@ -12,10 +12,12 @@ declaration below), not a new class.
 
 Kernel arguments
 ----------------
-Every kernel of every cell takes its array arguments in one of the four layouts of
+Every kernel of every cell takes its array arguments in one of the layouts of
 :data:`SIGNATURES`; a layout names the buffers every cell shares and the groups a cell fills
 from its declaration (:data:`INPUTS`, :data:`STATES`, ...). After the arrays come t, B, H and
-the cell's ``extra_args`` (pointwise), or T, B, H and the plan's layout (persistent). A
+the cell's ``extra_args`` (pointwise), t, B, P (the projected LSTM's projection kernels), or
+T, B, H and the plan's layout (persistent). The LSTM's pointwise kernels are templates on the
+options of :data:`LSTM_KERNEL_OPTIONS` (:attr:`CellSpec.template_arguments`). A
 persistent backward updates the state gradients in place: the buffers it reads as dL/d(state)_T
 it leaves as dL/d(state)_0, written as an explicit alias (``dh0`` is ``dh``) in
 :attr:`CellSpec.aliases`.

@@ -4,14 +4,16 @@ Forward: one GEMM projects the input of all steps (Xp = x W_ih^T + bias), then t
 of ``algo`` (see :mod:`cuda_rnn.cuda.algo`):
 
 - "alternating": per step one GEMM h_{t-1} W_hh^T into the preallocated Hp and one launch of
-  ``<cell>_forward_pointwise``;
+  ``<cell>_forward_pointwise`` (a projected LSTM then adds the GEMM h_t = m_t W_hr^T and a
+  launch of ``lstm_forward_projection``, :class:`_ProjectionStep`);
 - "graph": that loop captured once per shape into a CUDA graph held by the caller's
   :class:`~cuda_rnn.cuda.graph.GraphCache` and replayed on its static buffers (inputs copied
   in, outputs copied out, so results are fresh arrays);
 - "persistent": one cooperative launch of ``<cell>_forward_persistent`` runs every step.
 
 Backward mirrors it in reverse time: per step one launch of ``<cell>_backward_pointwise`` and
-one GEMM dh += dG_t W_hh (or the captured loop, or one persistent launch), then GEMMs over all
+one GEMM dh += dG_t W_hh (a projected LSTM first ``lstm_backward_projection`` and the GEMM
+dm = dhr_t W_hr; or the captured loop, or one persistent launch), then GEMMs over all
 steps for dx, dW_ih, dW_hh and the bias gradients. The step loops only launch work on buffers
 allocated before them: no allocation and no host synchronisation inside, so they can be
 captured.
