@@ -82,6 +82,9 @@ COMMON_BUFFERS: dict[str, Buffer] = {
     "y": Buffer(("T", "B", "P"), "storage", "output y"),
     "dy": Buffer(("T", "B", "P"), "storage", "dy"),
     "dh": Buffer(("B", "P"), "acc", "dh"),
+    "rmask": Buffer(("B", "P"), "storage", "recurrent dropout mask"),
+    "hm": Buffer(("B", "P"), "storage", "h_{t-1} times the recurrent dropout mask"),
+    "dhrec": Buffer(("B", "P"), "acc", "recurrent gradient before the dropout mask"),
 }
 
 # The groups of a layout, filled from a cell's declaration.

@@ -397,8 +397,8 @@ class LSTM(_Recurrent):
 
     On "cuda" the variants run on the alternating and graph loops (the persistent kernels run
     only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); zoneout and
-    recurrent dropout, and layer_norm, raise NotImplementedError there for now; weight dropout
-    runs.
+    layer_norm raise NotImplementedError there for now; weight dropout runs on every algo,
+    recurrent dropout on "alternating" and "graph".
     """
 
     _cell = "lstm"

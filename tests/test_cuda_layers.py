@@ -225,13 +225,47 @@ def test_weight_dropout_matches_cpu_with_the_same_masks(rng: np.random.Generator
         _close(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
 
 
-@pytest.mark.parametrize("options", [dict(zoneout=0.1), dict(recurrent_dropout=0.2)],
-                         ids=["zoneout", "recurrent_dropout"])
-def test_zoneout_and_recurrent_dropout_on_cuda_say_so(options: dict) -> None:
+def test_zoneout_on_cuda_says_so() -> None:
     import cuda_rnn as cr
 
-    layer = cr.GRU(3, 5, device="cuda", **options)
+    layer = cr.GRU(3, 5, device="cuda", zoneout=0.1)
     x = np.random.default_rng(0).standard_normal((4, 2, 3))
-    name = "zoneout" if "zoneout" in options else "recurrent_mask"
-    with pytest.raises(NotImplementedError, match=rf"CUDA kernels run no {name}"):
+    with pytest.raises(NotImplementedError, match=r"CUDA kernels run no zoneout"):
+        layer(x)
+
+
+@pytest.mark.parametrize("algo", ["alternating", "graph", "auto"])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+@pytest.mark.parametrize("cell, options", [
+    ("LSTM", {}), ("GRU", {}), ("RNN", {}), ("LSTM", dict(proj_size=3, peephole=True)),
+], ids=["lstm", "gru", "rnn", "lstm-proj-peephole"])
+def test_recurrent_dropout_matches_cpu_with_the_same_masks(rng: np.random.Generator, cell: str,
+                                                           options: dict, dtype: str,
+                                                           algo: str) -> None:
+    import cuda_rnn as cr
+    from cuda_helpers import assert_matches
+    from cuda_rnn.cuda.workspace import poisoned
+
+    cls = getattr(cr, cell)
+    options = dict(options, num_layers=2, bidirectional=True, recurrent_dropout=0.4,
+                   weight_dropout=0.2)
+    cpu = cls(3, 7, dtype="float64", device="cpu", seed=5, **options)
+    gpu = cls(3, 7, dtype=dtype, device="cuda", seed=5, algo=algo, **options)
+    gpu.load_state_dict({k: _host(v) for k, v in cpu.state_dict().items()})
+    cpu.load_state_dict({k: _host(v) for k, v in gpu.state_dict().items()})  # rounded alike
+    x = rng.standard_normal((6, 4, 3))
+    lengths = np.array([6, 2, 5, 3])
+    dy = rng.standard_normal((6, 4, 2 * cpu.output_size))
+    with poisoned():
+        y_gpu, _ = gpu(x, None, lengths)
+        gpu.backward(dy)
+    y_cpu, _ = cpu(x, None, lengths)
+    cpu.backward(dy)
+    assert_matches(y_gpu, y_cpu, dtype, "y")
+    for name in cpu.grads:
+        assert_matches(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
+    if algo == "auto":
+        assert gpu.algo_used == "graph"
+    layer = cls(3, 7, device="cuda", algo="persistent", **options)
+    with pytest.raises(ValueError, match="persistent"):
         layer(x)

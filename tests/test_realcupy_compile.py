@@ -63,7 +63,8 @@ def loader_modules() -> dict[str, cupy.RawModule]:
     return modules
 
 
-MODULES = ("rnn.cu", "lstm.cu", "gru.cu", "lstm_persistent.cuh", "gru_persistent.cuh")
+MODULES = ("rnn.cu", "lstm.cu", "gru.cu", "recurrent_dropout.cu", "lstm_persistent.cuh",
+           "gru_persistent.cuh")
 
 
 @pytest.fixture

@@ -113,10 +113,14 @@ class CudaBackend:
         return check_algo(algo)
 
     def choose(self, spec: CellSpec, algo: str, direction: str, steps: int, batch: int,
-               hidden: int, dtype: str) -> AlgoChoice:
-        """The step loop of one call (:func:`cuda_rnn.cuda.algo.choose_algo` on this device)."""
+               hidden: int, dtype: str, masked: bool = False) -> AlgoChoice:
+        """The step loop of one call (:func:`cuda_rnn.cuda.algo.choose_algo` on this device);
+        ``masked``: the call has a recurrent dropout mask, which the persistent kernels do not
+        take."""
+        unsupported = spec.unsupported_persistent or (
+            "the persistent kernels take no recurrent dropout mask" if masked else "")
         return choose_algo(algo, spec.cell, direction, steps, batch, hidden, dtype,
-                           self.limits, spec.unsupported_persistent)
+                           self.limits, unsupported)
 
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
                 lengths: Any, *, algo: str = "alternating", name: str = "",
@@ -126,23 +130,25 @@ class CudaBackend:
         Raises
         ------
         NotImplementedError
-            For layer_norm, or zoneout or recurrent dropout masks: the CUDA kernels do not
-            run them yet (the NumPy path on device="cpu" does; weight_dropout runs on both).
+            For layer_norm or zoneout masks: the CUDA kernels do not run them yet (the NumPy
+            path on device="cpu" does; weight and recurrent dropout run on both).
         """
         if spec.options.layer_norm:
             raise NotImplementedError(
                 "LSTM(layer_norm=True): the CUDA kernels run no layer normalisation yet; use "
                 "device='cpu'")
-        if masks:
+        masks = dict(masks or {})
+        unsupported = sorted(set(masks) - {"recurrent_mask"})
+        if unsupported:
             raise NotImplementedError(
-                f"{spec.title}: the CUDA kernels run no {' or '.join(sorted(masks))} yet; "
-                "use device='cpu' for zoneout and recurrent_dropout")
+                f"{spec.title}: the CUDA kernels run no {' or '.join(unsupported)} yet; "
+                "use device='cpu' for zoneout")
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[0].shape[0] // spec.gates,
-                             self.storage_name(x))
+                             self.storage_name(x), bool(masks))
         arguments, keywords = spec.function_arguments(tuple(weights))
         out = cell_functions(spec.cell)[0](
-            x, *states, *arguments, lengths, **keywords,
+            x, *states, *arguments, lengths, **keywords, **masks,
             name=name or f"cuda_rnn/{spec.cell}/forward", algo=choice.used, graphs=self.graphs)
         return spec.split_forward(out, choice.used, choice.reason)
 
@@ -150,7 +156,8 @@ class CudaBackend:
                  algo: str = "alternating", name: str = "") -> Backward:
         """BPTT over the matching forward (``<cell>_backward``)."""
         dims = cache.dims
-        choice = self.choose(spec, algo, "backward", dims.T, dims.B, dims.H, dims.dtype)
+        choice = self.choose(spec, algo, "backward", dims.T, dims.B, dims.H, dims.dtype,
+                             "rmask" in cache.saved)
         out = cell_functions(spec.cell)[1](
             dy, *dstates, cache, name=name or f"cuda_rnn/{spec.cell}/backward",
             algo=choice.used, graphs=self.graphs)

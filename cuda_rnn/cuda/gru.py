@@ -32,6 +32,7 @@ def gru_forward(
     name: str = "cuda_rnn/gru/forward",
     algo: str = "alternating",
     graphs: GraphCache | None = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, Any, sequence.SequenceCache]:
     """Run one GRU layer-direction over a time-major sequence on the GPU.
 
@@ -45,6 +46,8 @@ def gru_forward(
     algo : the step loop, "alternating", "graph" or "persistent" (resolve "auto" first with
         :func:`cuda_rnn.cuda.algo.choose_algo`).
     graphs : the caller's graph cache; required by "graph", unused otherwise.
+    recurrent_mask : (B, H) recurrent dropout mask (0 or 1 / (1 - p)), same dtype, or None;
+        the recurrent GEMM then reads h_{t-1} * mask at every step (not with "persistent").
 
     Returns
     -------
@@ -61,7 +64,8 @@ def gru_forward(
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
     y, (h_n,), cache = sequence.forward(SPEC, x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths,
-                                        name=name, algo=algo, graphs=graphs)
+                                        name=name, algo=algo, graphs=graphs,
+                                        recurrent_mask=recurrent_mask)
     return y, h_n, cache
 
 

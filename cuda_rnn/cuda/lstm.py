@@ -79,6 +79,7 @@ def lstm_forward(
     name: str = "cuda_rnn/lstm/forward",
     algo: str = "alternating",
     graphs: GraphCache | None = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, Any, Any, sequence.SequenceCache]:
     """Run one LSTM layer-direction over a time-major sequence on the GPU.
 
@@ -97,6 +98,8 @@ def lstm_forward(
     algo : the step loop, "alternating", "graph" or "persistent" (resolve "auto" first with
         :func:`cuda_rnn.cuda.algo.choose_algo`).
     graphs : the caller's graph cache; required by "graph", unused otherwise.
+    recurrent_mask : (B, P) recurrent dropout mask (0 or 1 / (1 - p)), same dtype, or None;
+        the recurrent GEMM then reads h_{t-1} * mask at every step (not with "persistent").
 
     Returns
     -------
@@ -119,7 +122,8 @@ def lstm_forward(
                          f"{spec.unsupported_persistent}")
     y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                                             name=name, algo=algo, graphs=graphs,
-                                            weights={"w_ch": w_ch, "w_hr": w_hr})
+                                            weights={"w_ch": w_ch, "w_hr": w_hr},
+                                            recurrent_mask=recurrent_mask)
     return y, h_n, c_n, cache
 
 

@@ -31,6 +31,7 @@ def rnn_forward(
     name: str = "cuda_rnn/rnn/forward",
     algo: str = "alternating",
     graphs: GraphCache | None = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, Any, sequence.SequenceCache]:
     """Run one vanilla RNN layer-direction over a time-major sequence on the GPU.
 
@@ -45,6 +46,8 @@ def rnn_forward(
     algo : the step loop, "alternating" or "graph" (resolve "auto" first with
         :func:`cuda_rnn.cuda.algo.choose_algo`, which never picks "persistent" for the RNN).
     graphs : the caller's graph cache; required by "graph", unused otherwise.
+    recurrent_mask : (B, H) recurrent dropout mask (0 or 1 / (1 - p)), same dtype, or None;
+        the recurrent GEMM then reads h_{t-1} * mask at every step (not with "persistent").
 
     Returns
     -------
@@ -65,7 +68,8 @@ def rnn_forward(
             f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r}"
         )
     y, (h_n,), cache = sequence.forward(SPECS[nonlinearity], x, (h0,), w_ih, w_hh, b_ih, b_hh,
-                                        lengths, name=name, algo=algo, graphs=graphs)
+                                        lengths, name=name, algo=algo, graphs=graphs,
+                                        recurrent_mask=recurrent_mask)
     return y, h_n, cache
 
 

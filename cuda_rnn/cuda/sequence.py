@@ -5,7 +5,8 @@ of ``algo`` (see :mod:`cuda_rnn.cuda.algo`):
 
 - "alternating": per step one GEMM h_{t-1} W_hh^T into the preallocated Hp and one launch of
   ``<cell>_forward_pointwise`` (a projected LSTM then adds the GEMM h_t = m_t W_hr^T and a
-  launch of ``lstm_forward_projection``, :class:`_ProjectionStep`);
+  launch of ``lstm_forward_projection``, :class:`_ProjectionStep`; recurrent dropout first
+  masks h_{t-1} with ``recurrent_dropout_forward``, :class:`_RecurrentDropout`);
 - "graph": that loop captured once per shape into a CUDA graph held by the caller's
   :class:`~cuda_rnn.cuda.graph.GraphCache` and replayed on its static buffers (inputs copied
   in, outputs copied out, so results are fresh arrays);
@@ -106,9 +107,35 @@ class _ProjectionStep:
                self.what)
 
 
+class _RecurrentDropout:
+    """The launches of recurrent dropout around a step's recurrent GEMM: forward
+    h~ = h_{t-1} * m into "hm" (the GEMM reads it), backward dh += dhr * m after the GEMM
+    writes dhr into "dhrec"."""
+
+    def __init__(self, direction: str, buffers: Buffers, dims: Dims) -> None:
+        self.kernel = get_kernel("recurrent_dropout.cu", f"recurrent_dropout_{direction}",
+                                 dims.dtype)
+        self.what = f"recurrent_dropout_{direction}<{dims.dtype}> (B={dims.B}, P={dims.P})"
+        n = dims.B * dims.P
+        self.grid, self.n = pointwise_grid(n), np.int32(n)
+        if direction == "forward":
+            self.rows = [buffers["h"][t] for t in range(dims.T)]
+            self.tail = (buffers["rmask"], buffers["hm"])
+        else:
+            self.head = (buffers["dhrec"], buffers["rmask"], buffers["dh"])
+
+    def mask_input(self, t: int) -> None:
+        launch(self.kernel, self.grid, (BLOCK,), (self.rows[t], *self.tail, self.n),
+               self.what)
+
+    def add_gradient(self) -> None:
+        launch(self.kernel, self.grid, (BLOCK,), (*self.head, self.n), self.what)
+
+
 def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The forward step loop: per step one GEMM and one pointwise launch (with a projection
-    also its GEMM and launch), nothing else."""
+    also its GEMM and launch; with recurrent dropout one launch before the GEMM), nothing
+    else."""
     T, B, H, P, dtype = dims.T, dims.B, dims.H, dims.P, dims.dtype
     kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype,
                         spec.template_arguments)
@@ -119,7 +146,13 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
     arrays, tail = arguments(spec, "forward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     projection = _ProjectionStep(spec, "forward", buffers, dims) if spec.projected else None
+    dropout = None
+    if "rmask" in buffers:  # the GEMM reads h~ = h_{t-1} * m, rewritten at every step
+        dropout = _RecurrentDropout("forward", buffers, dims)
+        h_ptr, h_step = buffers["hm"].data.ptr, 0
     for t in time_steps(T, name):
+        if dropout is not None:
+            dropout.mask_input(t)
         gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
         if projection is not None:
@@ -129,7 +162,8 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
 
 def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
     """The backward step loop: per step (reversed) one pointwise launch and one GEMM (with a
-    projection first its launch and GEMM)."""
+    projection first its launch and GEMM; with recurrent dropout the GEMM writes dhr and one
+    launch adds dhr * m into dh)."""
     T, B, H, dtype = dims.T, dims.B, dims.H, dims.dtype
     kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype,
                         spec.template_arguments)
@@ -142,12 +176,20 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     arrays, tail = arguments(spec, "backward", "pointwise", buffers), _tail(spec, dims)
     grid, block = pointwise_grid(B * H), (BLOCK,)
     projection = _ProjectionStep(spec, "backward", buffers, dims) if spec.projected else None
+    dropout = None
+    if "rmask" in buffers:
+        dropout = _RecurrentDropout("backward", buffers, dims)
+        dhrec = buffers["dhrec"]
+        gemm = GemmPlan(dg[0], w_hh, dhrec, what=f"{spec.cell} dhr = {recurrent}_t W_hh")
+        dh_ptr = dhrec.data.ptr
     for t in time_steps(T, name, reverse=True):
         if projection is not None:
             projection.launch_at(t)
             projection.gemm_at(t)
         launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
+        if dropout is not None:
+            dropout.add_gradient()
 
 
 def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buffers,
@@ -194,6 +236,16 @@ def _projection_weight(spec: CellSpec, w_hr: Any, dims: Dims) -> Buffers:
     return {"w_hr": contiguous(w_hr)[0]}
 
 
+def _recurrent_mask(mask: Any, dims: Dims) -> Buffers:
+    """{"rmask": the (B, P) recurrent dropout mask}, checked and C-contiguous; {} for None."""
+    if mask is None:
+        return {}
+    if tuple(mask.shape) != (dims.B, dims.P) or dtype_name(mask.dtype) != dims.dtype:
+        raise ValueError(f"recurrent_mask: expected shape {(dims.B, dims.P)} dtype "
+                         f"{dims.dtype}, got {tuple(mask.shape)} {dtype_name(mask.dtype)}")
+    return {"rmask": contiguous(mask)[0]}
+
+
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
                        dims: Dims, op: str) -> Buffers:
     """Xp (and the GRU's b_hh buffer "bh", zeros without bias) for one forward call."""
@@ -221,35 +273,43 @@ def forward(
     algo: str,
     graphs: GraphCache | None,
     weights: dict[str, Any] | None = None,
+    recurrent_mask: Any = None,
 ) -> tuple[Any, tuple[Any, ...], SequenceCache]:
     """Run one layer-direction of ``spec``'s cell over a time-major sequence.
 
     ``states`` are the initial states in the order of ``spec.states``; ``weights`` the cell's
     own weights by buffer name (the LSTM's "w_ch" with peepholes, "w_hr" with a projection,
-    in the storage dtype); the other arguments are
+    in the storage dtype); ``recurrent_mask`` the (B, P) recurrent dropout mask in the
+    storage dtype, or None; the other arguments are
     those of :func:`cuda_rnn.cuda.lstm.lstm_forward`. Returns y, the final states (fresh
     arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
     """
     check_step_loop(algo, graphs, spec.cell)
+    if algo == "persistent" and recurrent_mask is not None:
+        raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
+                         "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
     initial = {f"{s}0": state for s, state in zip(spec.states, states)}
     dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates, spec.projected)
     plan = (persistent.require_plan(spec.cell, "forward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
+    extra = ("hm",) if recurrent_mask is not None else ()
     op = f"{spec.cell}_forward"
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
                   **_cell_weights(spec, weights or {}, dims),
                   **_projection_weight(spec, (weights or {}).get("w_hr"), dims),
+                  **_recurrent_mask(recurrent_mask, dims),
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
         if algo == "graph":
-            out = graphs.run(graph_key(spec, "forward", dims),
-                             lambda: _static_forward_buffers(spec, dims, f"{op} graph"),
+            out = graphs.run(graph_key(spec, "forward", dims) + extra,
+                             lambda: _static_forward_buffers(spec, dims, f"{op} graph",
+                                                             extra + tuple(inputs)),
                              lambda buffers: run_forward_steps(spec, buffers, dims, name),
                              {**inputs, **initial}, ("y",) + spec.saved)
         else:
             out = {**allocate(
-                spec, [n for n in spec.names("forward") if n not in inputs], dims, op),
+                spec, [n for n in spec.names("forward") + extra if n not in inputs], dims, op),
                    **inputs}
             for s in spec.states:
                 out[s][0] = initial[f"{s}0"]
@@ -259,16 +319,18 @@ def forward(
                 run_forward_steps(spec, out, dims, name)
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
     saved = {n: out[n] for n in spec.saved} | {
-        n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ())}
+        n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ())
+        + (("rmask",) if recurrent_mask is not None else ())}
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
                           dims)
     return out["y"], finals, cache
 
 
-def _static_forward_buffers(spec: CellSpec, dims: Dims, op: str) -> Buffers:
-    """A captured forward loop's buffers, with views "h0" (, "c0") on row 0 of each state so
-    that the initial states are copied straight in."""
-    buffers = allocate(spec, spec.names("forward"), dims, op)
+def _static_forward_buffers(spec: CellSpec, dims: Dims, op: str,
+                            extra: tuple[str, ...] = ()) -> Buffers:
+    """A captured forward loop's buffers (the spec's, and ``extra`` ones), with views "h0"
+    (, "c0") on row 0 of each state so that the initial states are copied straight in."""
+    buffers = allocate(spec, tuple(dict.fromkeys(spec.names("forward") + extra)), dims, op)
     buffers.update({f"{s}0": buffers[s][0] for s in spec.states})
     return buffers
 
@@ -304,13 +366,17 @@ def backward(
                          f"got one from {spec.cell}_forward")
     check_step_loop(algo, graphs, cell)
     check_dy(dy, dims, cache.x.dtype)
+    masked = "rmask" in cache.saved
+    if algo == "persistent" and masked:
+        raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
+                         "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
     plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{cell}_backward"
     state_grads = tuple(f"d{s}" for s in spec.states)
     with nvtx_range(name), device_errors(dims.describe(op)):
         (dy,) = contiguous(dy)
-        names = spec.names("backward")
+        names = spec.names("backward") + (("rmask", "dhrec") if masked else ())
         inputs = {n: cache.saved[n] for n in names if n in cache.saved}
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
         inputs.update({n: cache.saved[n] for n in spec.weights})
@@ -320,7 +386,7 @@ def backward(
         inputs.update({g: acc_state(d, dims, sizes[g]) for g, d in zip(state_grads, dstates)})
         loop_grads = tuple(dict.fromkeys(spec.grads)) + (("dhr",) if spec.projected else ())
         if algo == "graph":
-            out = graphs.run(graph_key(spec, "backward", dims),
+            out = graphs.run(graph_key(spec, "backward", dims) + (("rmask",) if masked else ()),
                              lambda: allocate(spec, names, dims, f"{op} graph"),
                              lambda buffers: run_backward_steps(spec, buffers, dims, name),
                              inputs, loop_grads + state_grads)
@@ -331,8 +397,10 @@ def backward(
             else:
                 run_backward_steps(spec, out, dims, name)
         d_input, d_recurrent = (out[g] for g in spec.grads)
+        h_prev = cache.saved["h"][:dims.T]
+        if masked:  # the GEMMs read h~_t = h_t * m: dW_hh = sum_t dHp_t^T h~_t
+            h_prev = cast(to_acc(h_prev) * to_acc(cache.saved["rmask"]), dims.dtype)
         dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(
-            d_input, d_recurrent, cache.x, cache.w_ih, cache.saved["h"][:dims.T],
-            cache.has_bias, dims, op)
+            d_input, d_recurrent, cache.x, cache.w_ih, h_prev, cache.has_bias, dims, op)
         d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
     return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh, {g: out[g] for g in loop_grads}
