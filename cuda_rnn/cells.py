@@ -47,8 +47,7 @@ class _Cell(Module):
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self._setup(dtype, device, seed)
-        init.set_forget_bias(self)
-        init.set_layer_norm(self)
+        init.set_initial_constants(self)
         self._stack: list[tuple[Any, bool, int]] = []
 
     def _expected_shapes(self) -> dict[str, tuple[int, ...]]:

@@ -181,6 +181,12 @@ class Options:
     weight_dropout: float = 0.0
 
     @property
+    def beyond_torch_lstm(self) -> bool:
+        """Whether torch.nn.LSTM (and cuDNN under it) cannot express the cell: peepholes, no
+        forget gate or layer normalisation."""
+        return bool(self.peephole or not self.forget_gate or self.layer_norm)
+
+    @property
     def lstm_variant(self) -> bool:
         """Whether an LSTM option that changes the cell's equations is set (not forget_bias,
         an initialisation, nor the regularisers)."""

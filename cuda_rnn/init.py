@@ -9,12 +9,13 @@ the three times as much that a whole float64 draw and its cast would.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from . import backend
-from .cellspec import LAYER_NORM_PARAMETERS
+from .cellspec import LAYER_NORM_PARAMETERS, CellSpec
 
 #: Elements drawn at a time: 8 MiB of float64.
 CHUNK = 1 << 20
@@ -37,37 +38,39 @@ def uniform(
     return out.reshape(shape)
 
 
-def set_forget_bias(module: Any) -> None:
-    """Apply ``module.spec.options.forget_bias`` to a layer's or cell's initial biases: the
-    forget gate's rows of every ``bias_ih*`` set to it, those of ``bias_hh*`` to 0 (nothing
-    when it is None).
+def initial_constants(spec: CellSpec, names: Iterable[str], hidden_size: int,
+                      bias: bool) -> list[tuple[str, slice, float]]:
+    """The parameter entries a cell's options fix at initialisation, as (name, rows of its
+    first axis, value): with forget_bias the forget gate's rows of every ``bias_ih*`` (to it)
+    and ``bias_hh*`` (to 0); with layer_norm every gain (1) and the cell bias (0), whole
+    (:data:`cuda_rnn.cellspec.LAYER_NORM_PARAMETERS`). The layers and cells apply them here
+    (:func:`set_initial_constants`), the torch drop-ins to their Parameters.
 
     Raises
     ------
     ValueError
         For a forget_bias with ``bias=False``.
     """
-    spec = module.spec
+    out: list[tuple[str, slice, float]] = []
     value = spec.options.forget_bias
-    if value is None:
-        return
-    if not module.bias:
-        raise ValueError(f"forget_bias: expected None with bias=False (no bias to set), "
-                         f"got {value!r}")
-    k = spec.gate_names.index("f")
-    H = module.hidden_size
-    for name, p in module.parameters().items():
-        if name.startswith(("bias_ih", "bias_hh")):
-            rows = np.full(H, value if name.startswith("bias_ih") else 0.0)
-            p[k * H : (k + 1) * H] = module.backend.asarray(rows, module.dtype)
+    if value is not None:
+        if not bias:
+            raise ValueError(f"forget_bias: expected None with bias=False (no bias to set), "
+                             f"got {value!r}")
+        k = spec.gate_names.index("f")
+        rows = slice(k * hidden_size, (k + 1) * hidden_size)
+        out += [(n, rows, value if n.startswith("bias_ih") else 0.0) for n in names
+                if n.startswith(("bias_ih", "bias_hh"))]
+    if spec.options.layer_norm:
+        out += [(n, slice(None), v) for n in names for prefix, v in LAYER_NORM_PARAMETERS.items()
+                if n.startswith(prefix)]
+    return out
 
 
-def set_layer_norm(module: Any) -> None:
-    """Start a layer-normalised LSTM's gains at 1 and its cell bias at 0
-    (:data:`cuda_rnn.cellspec.LAYER_NORM_PARAMETERS`); nothing without layer_norm."""
-    if not module.spec.options.layer_norm:
-        return
-    for name, p in module.parameters().items():
-        for prefix, value in LAYER_NORM_PARAMETERS.items():
-            if name.startswith(prefix):
-                p[...] = module.backend.asarray(np.full(p.shape, value), module.dtype)
+def set_initial_constants(module: Any) -> None:
+    """Apply :func:`initial_constants` to a layer's or cell's freshly drawn parameters."""
+    params = module.parameters()
+    for name, rows, value in initial_constants(module.spec, params, module.hidden_size,
+                                               module.bias):
+        p = params[name]
+        p[rows] = module.backend.asarray(np.full(p[rows].shape, value), module.dtype)

@@ -191,7 +191,7 @@ def to_torch(layer: Layer) -> Any:
             )
     options = layer.spec.options
     if torch_cls is torch.nn.LSTM:
-        if options.peephole or not options.forget_gate or options.layer_norm:
+        if options.beyond_torch_lstm:
             raise ValueError(
                 f"layer: expected an LSTM without peepholes, with a forget gate and without "
                 f"layer norm for torch.nn.LSTM, got peephole={options.peephole}, "

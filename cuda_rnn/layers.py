@@ -92,8 +92,7 @@ class _Recurrent(Module):
         self.dropout = probability(dropout, "dropout")
         self.bidirectional = bool(bidirectional)
         self._setup(dtype, device, seed)
-        init.set_forget_bias(self)
-        init.set_layer_norm(self)
+        init.set_initial_constants(self)
         self.algo = self.backend.check_algo(algo)
         self.algo_used = ""  # what the last CUDA call ran, and why (see cuda_rnn.cuda.algo)
         self.algo_reason = ""
@@ -431,8 +430,7 @@ class LSTM(_Recurrent):
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             dtype, device, seed, algo, proj_size=proj_size, peephole=peephole,
             forget_gate=forget_gate, forget_bias=forget_bias, layer_norm=layer_norm,
-            zoneout=zoneout,
-            zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout, zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
             weight_dropout=weight_dropout,
         )
 

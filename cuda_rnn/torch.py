@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import interop
+from . import init, interop
 from . import layers as _layers
-from .cellspec import LAYER_NORM_PARAMETERS, REGULARISERS, SPECS, Options, cell_spec
+from .cellspec import REGULARISERS, SPECS, Options, cell_spec
 from .cuda.algo import check_algo
 from .validation import state_parts
 
@@ -278,6 +278,7 @@ class _KernelRecurrent:
         spec = cell_spec(self._layer_cls._cell, **options)
         for name in options:
             setattr(self, name, getattr(spec.options, name))
+        self._options = spec.options
         return spec
 
     def _kernel_layer(self, device: torch.device, dtype: torch.dtype,
@@ -424,9 +425,9 @@ class LSTM(_KernelRecurrent, nn.LSTM):
 
     def __init__(self, *args: Any, peephole: bool = False, forget_gate: bool = True,
                  forget_bias: float | None = None, layer_norm: bool = False,
-                 zoneout: float = 0.0,
-                 zoneout_cell: float = 0.0, recurrent_dropout: float = 0.0,
-                 weight_dropout: float = 0.0, algo: str = _default_algo(_layers.LSTM),
+                 zoneout: float = 0.0, zoneout_cell: float = 0.0,
+                 recurrent_dropout: float = 0.0, weight_dropout: float = 0.0,
+                 algo: str = _default_algo(_layers.LSTM),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spec = self._set_options(
@@ -434,16 +435,18 @@ class LSTM(_KernelRecurrent, nn.LSTM):
             forget_bias=forget_bias, layer_norm=layer_norm, zoneout=zoneout,
             zoneout_cell=zoneout_cell, recurrent_dropout=recurrent_dropout,
             weight_dropout=weight_dropout)
-        if self._cudnn_lacks_it():
+        if spec.options.beyond_torch_lstm:
             self._variant_parameters(spec)
-        if self.forget_bias is not None:
-            self._set_forget_bias(spec)
+        with torch.no_grad():
+            for name, rows, value in init.initial_constants(
+                    spec, self._flat_weights_names, self.hidden_size, self.bias):
+                getattr(self, name)[rows] = value
         self.algo = algo
 
     def _variant_parameters(self, spec: Any) -> None:
         """Replace torch.nn.LSTM's parameters by the variant's (cuda_rnn's names and shapes)
-        and initialise them as torch.nn.LSTM does (the layer norm's gains at 1, its cell bias
-        at 0)."""
+        and initialise them as torch.nn.LSTM does (the constants the options fix come after,
+        from :func:`cuda_rnn.init.initial_constants`)."""
         D = 2 if self.bidirectional else 1
         shapes = spec.layer_parameter_shapes(self.input_size, self.hidden_size,
                                              self.num_layers, D, self.bias)
@@ -460,35 +463,12 @@ class LSTM(_KernelRecurrent, nn.LSTM):
                              for k in range(0, len(names), per_direction)]
         self._init_flat_weights()
         self.reset_parameters()
-        with torch.no_grad():
-            for name in self._flat_weights_names:
-                for prefix, value in LAYER_NORM_PARAMETERS.items():
-                    if name.startswith(prefix):
-                        getattr(self, name).fill_(value)
-
-    def _cudnn_lacks_it(self) -> bool:
-        """Whether the cell is one torch.nn.LSTM (cuDNN) cannot express: peepholes, no forget
-        gate or layer normalisation (read with defaults: torch.nn.LSTM's own __init__ calls
-        flatten_parameters before they are set)."""
-        return bool(getattr(self, "peephole", False) or not getattr(self, "forget_gate", True)
-                    or getattr(self, "layer_norm", False))
-
-    def _set_forget_bias(self, spec: Any) -> None:
-        if not self.bias:
-            raise ValueError(f"forget_bias: expected None with bias=False (no bias to set), "
-                             f"got {self.forget_bias!r}")
-        k = spec.gate_names.index("f")
-        H = self.hidden_size
-        with torch.no_grad():
-            for name in self._flat_weights_names:
-                if name.startswith(("bias_ih", "bias_hh")):
-                    value = self.forget_bias if name.startswith("bias_ih") else 0.0
-                    getattr(self, name)[k * H : (k + 1) * H] = value
 
     def flatten_parameters(self) -> None:
         """torch.nn.LSTM's, except for the variants, which cuDNN cannot run: their weights
         have no cuDNN layout to be flattened into."""
-        if self._cudnn_lacks_it():
+        # torch.nn.LSTM's own __init__ calls this before the options are set: plain then.
+        if getattr(self, "_options", Options()).beyond_torch_lstm:
             return
         super().flatten_parameters()
 

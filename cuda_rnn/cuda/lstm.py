@@ -23,8 +23,8 @@ from . import sequence
 from .blas import matmul_into
 from .common import Dims
 from .dtypes import cast, to_acc
-from .workspace import empty
 from .graph import GraphCache
+from .workspace import empty
 
 SPEC = cell_spec("lstm")
 
@@ -117,9 +117,6 @@ def lstm_forward(
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
     spec = variant_spec(w_hr, w_ch, forget_gate)
-    if algo == "persistent" and not spec.persistent:
-        raise ValueError(f"algo: 'persistent' cannot run this call: "
-                         f"{spec.unsupported_persistent}")
     y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                                             name=name, algo=algo, graphs=graphs,
                                             weights={"w_ch": w_ch, "w_hr": w_hr},
@@ -158,9 +155,6 @@ def lstm_backward(
         ``algo`` that cannot run (see :func:`lstm_forward`).
     """
     spec = cache.spec
-    if algo == "persistent" and not spec.persistent:
-        raise ValueError(f"algo: 'persistent' cannot run this call: "
-                         f"{spec.unsupported_persistent}")
     dx, (dh0, dc0), dw_ih, dw_hh, db_ih, db_hh, loop = sequence.backward(
         "lstm", dy, (dh_n, dc_n), cache, name=name, algo=algo, graphs=graphs)
     grads = (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)

@@ -202,6 +202,17 @@ def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buf
                       allow_tf32)
 
 
+def _check_persistent(spec: CellSpec, masked: bool) -> None:
+    """A ValueError unless the persistent kernels can run this call: the spec's options
+    (:attr:`CellSpec.unsupported_persistent`) and no recurrent dropout mask."""
+    if spec.unsupported_persistent:
+        raise ValueError(f"algo: 'persistent' cannot run this call: "
+                         f"{spec.unsupported_persistent}")
+    if masked:
+        raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
+                         "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
+
+
 def _cell_weights(spec: CellSpec, weights: dict[str, Any], dims: Dims) -> Buffers:
     """The cell's own weights (:attr:`CellSpec.weights`) in the accumulator dtype, each checked
     against its buffer's size; a one-element stand-in for one the options leave unread."""
@@ -285,14 +296,14 @@ def forward(
     arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
     """
     check_step_loop(algo, graphs, spec.cell)
-    if algo == "persistent" and recurrent_mask is not None:
-        raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
-                         "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
+    masked = recurrent_mask is not None
+    if algo == "persistent":
+        _check_persistent(spec, masked)
     initial = {f"{s}0": state for s, state in zip(spec.states, states)}
     dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates, spec.projected)
     plan = (persistent.require_plan(spec.cell, "forward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
-    extra = ("hm",) if recurrent_mask is not None else ()
+    extra = ("hm",) if masked else ()
     op = f"{spec.cell}_forward"
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
@@ -302,7 +313,7 @@ def forward(
                   **_recurrent_mask(recurrent_mask, dims),
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
         if algo == "graph":
-            out = graphs.run(graph_key(spec, "forward", dims) + extra,
+            out = graphs.run(graph_key(spec, "forward", dims) + (("rmask",) if masked else ()),
                              lambda: _static_forward_buffers(spec, dims, f"{op} graph",
                                                              extra + tuple(inputs)),
                              lambda buffers: run_forward_steps(spec, buffers, dims, name),
@@ -320,7 +331,7 @@ def forward(
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
     saved = {n: out[n] for n in spec.saved} | {
         n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ())
-        + (("rmask",) if recurrent_mask is not None else ())}
+        + (("rmask",) if masked else ())}
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
                           dims)
     return out["y"], finals, cache
@@ -367,9 +378,8 @@ def backward(
     check_step_loop(algo, graphs, cell)
     check_dy(dy, dims, cache.x.dtype)
     masked = "rmask" in cache.saved
-    if algo == "persistent" and masked:
-        raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
-                         "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
+    if algo == "persistent":
+        _check_persistent(spec, masked)
     plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{cell}_backward"
@@ -379,9 +389,6 @@ def backward(
         names = spec.names("backward") + (("rmask", "dhrec") if masked else ())
         inputs = {n: cache.saved[n] for n in names if n in cache.saved}
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
-        inputs.update({n: cache.saved[n] for n in spec.weights})
-        if spec.projected:
-            inputs["w_hr"] = cache.saved["w_hr"]
         sizes = {"dh": dims.P, "dc": dims.H}
         inputs.update({g: acc_state(d, dims, sizes[g]) for g, d in zip(state_grads, dstates)})
         loop_grads = tuple(dict.fromkeys(spec.grads)) + (("dhr",) if spec.projected else ())
