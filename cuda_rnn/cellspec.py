@@ -16,7 +16,9 @@ Every kernel of every cell takes its array arguments in one of the layouts of
 :data:`SIGNATURES`; a layout names the buffers every cell shares and the groups a cell fills
 from its declaration (:data:`INPUTS`, :data:`STATES`, ...). After the arrays come t, B, H and
 the cell's ``extra_args`` (pointwise), t, B, P (the projected LSTM's projection kernels), or
-T, B, H and the plan's layout (persistent). The LSTM's pointwise kernels are templates on the
+T, B, H and the plan's layout (persistent). The zoneout masks (:attr:`CellSpec.zoneout`) are
+optional arguments: an absent one is a null pointer, which the kernels read as no zoneout.
+The LSTM's pointwise kernels are templates on the
 options of :data:`LSTM_KERNEL_OPTIONS` (:attr:`CellSpec.template_arguments`). A
 persistent backward updates the state gradients in place: the buffers it reads as dL/d(state)_T
 it leaves as dL/d(state)_0, written as an explicit alias (``dh0`` is ``dh``) in
@@ -48,7 +50,7 @@ VARIANT_PARAMETERS = {"weight_hr": "w_hr", "weight_ch": "w_ch", "ln_weight_ih": 
 LAYER_NORM_PARAMETERS = {"ln_weight_ih": 1.0, "ln_weight_hh": 1.0, "ln_weight_c": 1.0,
                          "ln_bias_c": 0.0}
 DIRECTIONS = ("forward", "backward")
-#: The options that regularise a layer's training (masks the layers draw; the cells take none).
+#: The options that regularise training (masks the layers and cells draw from their generator).
 REGULARISERS = ("zoneout", "zoneout_cell", "recurrent_dropout", "weight_dropout")
 #: The LSTM options that are template arguments of its pointwise kernels, in their order
 #: (``lstm_forward_pointwise<float, Peephole, ForgetGate, Projection>``; projection is
@@ -85,6 +87,7 @@ COMMON_BUFFERS: dict[str, Buffer] = {
     "rmask": Buffer(("B", "P"), "storage", "recurrent dropout mask"),
     "hm": Buffer(("B", "P"), "storage", "h_{t-1} times the recurrent dropout mask"),
     "dhrec": Buffer(("B", "P"), "acc", "recurrent gradient before the dropout mask"),
+    "zh": Buffer(("T", "B", "P"), "storage", "zoneout mask of h"),
 }
 
 # The groups of a layout, filled from a cell's declaration.
@@ -97,14 +100,16 @@ PERSISTENT_READS = "<persistent reads>"  # the same, in the persistent backward'
 STATE_GRADS = "<state grads>"  # dL/d(state), (B, H) each: in at step T
 GRADS = "<grads>"  # backward's per-step outputs (the gradients of the projections)
 STATE_GRADS_OUT = "<state grads out>"  # dL/d(state)_0, aliases of STATE_GRADS
+ZONEOUT = "<zoneout>"  # the zoneout masks of the states, null pointers when absent
 
 #: The array arguments of each kernel, in the order of its C++ signature, for every cell
 #: (the projection kernels are the LSTM's with proj_size > 0 only).
 SIGNATURES: dict[str, tuple[str, ...]] = {
-    "forward_pointwise": ("xp", "hp", WEIGHTS, INPUTS, STATES, "y", OUTPUTS, "lengths"),
-    "backward_pointwise": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths"),
-    "forward_projection": ("h", "y", "lengths"),
-    "backward_projection": ("dy", "dh", "dhr", "lengths"),
+    "forward_pointwise": ("xp", "hp", WEIGHTS, INPUTS, STATES, "y", OUTPUTS, "lengths",
+                          ZONEOUT),
+    "backward_pointwise": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths", ZONEOUT),
+    "forward_projection": ("h", "y", "lengths", "zh"),
+    "backward_projection": ("dy", "dh", "dhr", "lengths", "zh"),
     "forward_persistent": ("xp", "w_hh", INPUTS, "lengths", STATES, OUTPUTS, "y"),
     "backward_persistent": ("w_hh", "lengths", PERSISTENT_READS, "dy", STATE_GRADS, GRADS,
                             STATE_GRADS_OUT),
@@ -446,6 +451,7 @@ class CellSpec:
             STATE_GRADS: tuple(f"d{s}" for s in self.states),
             GRADS: tuple(dict.fromkeys(self.grads)),
             STATE_GRADS_OUT: tuple(self.aliases),
+            ZONEOUT: self.zoneout,
         }
         return tuple(n for item in SIGNATURES[layout] for n in groups.get(item, (item,)))
 
@@ -468,13 +474,21 @@ class CellSpec:
         """The description of buffer ``name`` (an alias names the buffer it is)."""
         return self._all[self.aliases.get(name, name)]
 
+    @property
+    def zoneout(self) -> tuple[str, ...]:
+        """The zoneout mask buffers of the states, "z" and the state's initial: ("zh",), and
+        ("zh", "zc") for the LSTM."""
+        return tuple(f"z{s}" for s in self.states)
+
     def names(self, direction: str) -> tuple[str, ...]:
-        """Every buffer the step loops of ``direction`` touch (aliases resolved)."""
+        """Every buffer the step loops of ``direction`` always touch (aliases resolved; the
+        zoneout masks, which a call may leave out, are not among them)."""
         args = [self.pointwise_slots.get(n, n) for n in self.args(direction, "pointwise")]
         args += [n for k in self._kinds()[1:] for n in self.args(direction, k)]
         args += self.states if direction == "forward" else [f"d{s}" for s in self.states]
         args += ["w_hh"] + (["w_hr"] if self.projected else [])
-        return tuple(dict.fromkeys(self.aliases.get(n, n) for n in args))
+        return tuple(n for n in dict.fromkeys(self.aliases.get(n, n) for n in args)
+                     if n not in self.zoneout)
 
 
 def parameter_suffix(layer: int, direction: int) -> str:
@@ -507,6 +521,7 @@ def _lstm(options: Options) -> CellSpec:
             "gates": Buffer(("T", "B", "G"), "storage", f"saved gates {', '.join(gate_names)}"),
             "tanh_c": Buffer(("T", "B", "H"), "storage", "saved tanh(c)"),
             "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
+            "zc": Buffer(("T", "B", "H"), "storage", "zoneout mask of c"),
         },
         inputs=(), outputs=("gates", "tanh_c"), reads=("gates", "c", "tanh_c"),
         grads=("dgates", "dgates"), weights=("w_ch",), persistent=not options.lstm_variant,

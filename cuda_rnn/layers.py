@@ -395,8 +395,8 @@ class LSTM(_Recurrent):
         mode), masks drawn from :attr:`rng`.
 
     On "cuda" the variants run on the alternating and graph loops (the persistent kernels run
-    only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); zoneout and
-    layer_norm raise NotImplementedError there for now; weight dropout runs on every algo,
+    only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); layer_norm
+    raises NotImplementedError there for now; weight dropout runs on every algo, zoneout and
     recurrent dropout on "alternating" and "graph".
     """
 

@@ -1,5 +1,5 @@
 """The masks of the recurrent regularisers of :class:`cuda_rnn.cellspec.Options`, drawn for
-one layer-direction's forward from the layer's generator.
+one layer-direction's forward (or one cell's step) from the layer's (cell's) generator.
 
 Every mask is drawn on the host from ``layer.rng`` in a fixed order (W_hh's, then zoneout of
 h, zoneout of c, recurrent dropout), so assigning the same generator state before a forward
@@ -33,29 +33,36 @@ def _keep(rng: np.random.Generator, p: float, shape: tuple[int, ...]) -> np.ndar
     return (rng.random(shape) >= p) / (1.0 - p)
 
 
+#: The regularisers whose masks hold for a whole sequence (one per forward of a layer), and
+#: those drawn for every step.
+PER_SEQUENCE = ("weight_dropout", "recurrent_dropout")
+PER_STEP = ("zoneout", "zoneout_cell")
+
+
 def draw(spec: CellSpec, rng: np.random.Generator, steps: int, batch: int, hidden: int,
-         training: bool) -> Masks:
+         training: bool, only: tuple[str, ...] = PER_SEQUENCE + PER_STEP) -> Masks:
     """The masks of one layer-direction's forward over ``steps`` x ``batch``.
 
     Zoneout masks are 1 where a unit keeps its previous value (probability p), of shape
     (T, B, P') for h and (T, B, H) for the LSTM's c; the recurrent dropout mask is (B, P'),
-    one for every step.
+    one for every step. ``only`` names the regularisers to draw (the others are left out);
+    the order of the draws is fixed whatever it holds.
     """
     o = spec.options
+    p = {name: getattr(o, name) if name in only else 0.0 for name in PER_SEQUENCE + PER_STEP}
     P = spec.output_size(hidden)
     if not training:
-        cell = {name: p for name, p in (("zoneout", o.zoneout), ("zoneout_cell", o.zoneout_cell))
-                if p > 0}
+        cell = {name: p[name] for name in PER_STEP if p[name] > 0}
         return Masks(cell, None)
     weight = None
-    if o.weight_dropout > 0:
-        weight = _keep(rng, o.weight_dropout, (spec.gates * hidden, P))
+    if p["weight_dropout"] > 0:
+        weight = _keep(rng, p["weight_dropout"], (spec.gates * hidden, P))
     cell: dict[str, Any] = {}
-    if o.zoneout > 0:
-        cell["zoneout"] = (rng.random((steps, batch, P)) < o.zoneout).astype(np.float64)
-    if o.zoneout_cell > 0:
-        cell["zoneout_cell"] = (rng.random((steps, batch, hidden)) < o.zoneout_cell).astype(
+    if p["zoneout"] > 0:
+        cell["zoneout"] = (rng.random((steps, batch, P)) < p["zoneout"]).astype(np.float64)
+    if p["zoneout_cell"] > 0:
+        cell["zoneout_cell"] = (rng.random((steps, batch, hidden)) < p["zoneout_cell"]).astype(
             np.float64)
-    if o.recurrent_dropout > 0:
-        cell["recurrent_mask"] = _keep(rng, o.recurrent_dropout, (batch, P))
+    if p["recurrent_dropout"] > 0:
+        cell["recurrent_mask"] = _keep(rng, p["recurrent_dropout"], (batch, P))
     return Masks(cell, weight)

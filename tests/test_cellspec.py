@@ -115,8 +115,8 @@ def test_lstm_kernel_options_name_instantiations_and_persistent_support() -> Non
     assert projected.unsupported_persistent.endswith("not proj_size=3")
     assert (projected.template_arguments, projected.variant) == ("false, true, true",
                                                                  "proj_size=3")
-    assert projected.args("forward", "projection") == ("h", "y", "lengths")
-    assert projected.args("backward", "projection") == ("dy", "dh", "dhr", "lengths")
+    assert projected.args("forward", "projection") == ("h", "y", "lengths", "zh")
+    assert projected.args("backward", "projection") == ("dy", "dh", "dhr", "lengths", "zh")
     assert projected.pointwise_slots == {"y": "m", "dh": "dm"}
     assert "m" in projected.saved and "m" in projected.names("forward")
     assert {"dm", "dhr", "w_hr"} <= set(projected.names("backward"))
@@ -131,3 +131,15 @@ def test_lstm_kernel_options_name_instantiations_and_persistent_support() -> Non
                                             for c in flags}
     assert kernel_variants("gru") == kernel_variants("rnn") == ("",)
     assert cell_spec("gru").template_arguments == ""
+
+
+def test_zoneout_masks_are_optional_kernel_arguments() -> None:
+    lstm, gru = cell_spec("lstm", proj_size=2), cell_spec("gru")
+    assert (lstm.zoneout, gru.zoneout) == (("zh", "zc"), ("zh",))
+    assert lstm.args("forward", "pointwise")[-2:] == ("zh", "zc")
+    assert gru.args("backward", "pointwise")[-1] == "zh"
+    for spec in (lstm, gru):
+        for direction in ("forward", "backward"):
+            assert not set(spec.zoneout) & set(spec.names(direction))
+    assert lstm.buffer("zc").shape == ("T", "B", "H")
+    assert lstm.buffer("zh").shape == ("T", "B", "P")

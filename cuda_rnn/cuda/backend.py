@@ -27,6 +27,12 @@ from .dtypes import acc_dtype, cast, dtype_name, to_float32
 from .graph import GraphCache
 from .persistent import DeviceLimits, device_limits
 
+#: The regularisers' masks of the cell functions, as messages name them, and the buffer of
+#: each in a forward's cache.
+MASKS = {"recurrent_mask": "recurrent dropout mask", "zoneout": "zoneout mask of h",
+         "zoneout_cell": "zoneout mask of c"}
+MASK_BUFFERS = {"recurrent_mask": "rmask", "zoneout": "zh", "zoneout_cell": "zc"}
+
 #: Storage dtypes whose arithmetic runs in float32 and is rounded once.
 NARROW = ("float16", "bfloat16")
 
@@ -113,12 +119,13 @@ class CudaBackend:
         return check_algo(algo)
 
     def choose(self, spec: CellSpec, algo: str, direction: str, steps: int, batch: int,
-               hidden: int, dtype: str, masked: bool = False) -> AlgoChoice:
+               hidden: int, dtype: str, masks: Sequence[str] = ()) -> AlgoChoice:
         """The step loop of one call (:func:`cuda_rnn.cuda.algo.choose_algo` on this device);
-        ``masked``: the call has a recurrent dropout mask, which the persistent kernels do not
-        take."""
+        ``masks``: the regularisers' masks the call has ("recurrent_mask", "zoneout",
+        "zoneout_cell"), which the persistent kernels do not take."""
+        described = [MASKS[m] for m in MASKS if m in masks]
         unsupported = spec.unsupported_persistent or (
-            "the persistent kernels take no recurrent dropout mask" if masked else "")
+            f"the persistent kernels take no {' or '.join(described)}" if described else "")
         return choose_algo(algo, spec.cell, direction, steps, batch, hidden, dtype,
                            self.limits, unsupported)
 
@@ -130,22 +137,17 @@ class CudaBackend:
         Raises
         ------
         NotImplementedError
-            For layer_norm or zoneout masks: the CUDA kernels do not run them yet (the NumPy
-            path on device="cpu" does; weight and recurrent dropout run on both).
+            For layer_norm: the CUDA kernels do not run it yet (the NumPy path on
+            device="cpu" does; every regulariser runs on both).
         """
         if spec.options.layer_norm:
             raise NotImplementedError(
                 "LSTM(layer_norm=True): the CUDA kernels run no layer normalisation yet; use "
                 "device='cpu'")
         masks = dict(masks or {})
-        unsupported = sorted(set(masks) - {"recurrent_mask"})
-        if unsupported:
-            raise NotImplementedError(
-                f"{spec.title}: the CUDA kernels run no {' or '.join(unsupported)} yet; "
-                "use device='cpu' for zoneout")
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[0].shape[0] // spec.gates,
-                             self.storage_name(x), bool(masks))
+                             self.storage_name(x), tuple(masks))
         arguments, keywords = spec.function_arguments(tuple(weights))
         out = cell_functions(spec.cell)[0](
             x, *states, *arguments, lengths, **keywords, **masks,
@@ -157,7 +159,7 @@ class CudaBackend:
         """BPTT over the matching forward (``<cell>_backward``)."""
         dims = cache.dims
         choice = self.choose(spec, algo, "backward", dims.T, dims.B, dims.H, dims.dtype,
-                             "rmask" in cache.saved)
+                             tuple(m for m, b in MASK_BUFFERS.items() if b in cache.saved))
         out = cell_functions(spec.cell)[1](
             dy, *dstates, cache, name=name or f"cuda_rnn/{spec.cell}/backward",
             algo=choice.used, graphs=self.graphs)

@@ -41,9 +41,11 @@ def peephole_size(spec: CellSpec, H: int) -> int:
 
 def arguments(spec: CellSpec, direction: str, kind: str, buffers: Buffers) -> tuple[Any, ...]:
     """The arrays of one kernel's signature, aliases given the buffer they name (and the
-    pointwise kernels' slots theirs, :attr:`CellSpec.pointwise_slots`)."""
+    pointwise kernels' slots theirs, :attr:`CellSpec.pointwise_slots`); None (a null pointer)
+    for a zoneout mask the call has not."""
     slots = spec.pointwise_slots if kind == "pointwise" else {}
-    return tuple(buffers[spec.aliases.get(n, slots.get(n, n))] for n in spec.args(direction, kind))
+    names = [spec.aliases.get(n, slots.get(n, n)) for n in spec.args(direction, kind)]
+    return tuple(buffers.get(n) if n in spec.zoneout else buffers[n] for n in names)
 
 
 def graph_key(spec: CellSpec, direction: str, dims: Dims) -> tuple[Any, ...]:

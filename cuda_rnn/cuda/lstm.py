@@ -12,7 +12,8 @@ The variants of :class:`cuda_rnn.cellspec.Options` (peepholes, the LSTM without 
 the projection) are template options of the pointwise kernels and run on "alternating" and
 "graph"; with a projection each step adds a GEMM h_t = m_t W_hr^T and
 ``lstm_forward_projection`` (backward ``lstm_backward_projection`` and dm = dh_t W_hr). The
-persistent kernels run only the plain cell.
+persistent kernels run only the plain cell. Zoneout of h and c is an optional mask argument
+of the same kernels (of the projection kernels for h, with a projection).
 """
 from __future__ import annotations
 
@@ -44,18 +45,32 @@ def projection_gradient(dhr: Any, m: Any, dims: Dims) -> Any:
     return dw_hr
 
 
-def peephole_gradient(d_gates: Any, c: Any, spec: CellSpec, dims: Dims) -> Any:
-    """dw_ch: sum over steps and batch of da_i c_{t-1}, da_f c_{t-1} and da_o c_t, in the
+def new_cell_states(saved: dict[str, Any], spec: CellSpec, dims: Dims) -> Any:
+    """c'_t = f_t c_{t-1} + i_t g_t (c_{t-1} + i_t g_t without a forget gate) of every step,
+    in the accumulator dtype, from the saved gates and states: the new values before
+    zoneout mixes them into c_t."""
+    H, c = dims.H, to_acc(saved["c"][: dims.T])
+    gates = to_acc(saved["gates"])
+    block = {g: gates[:, :, k * H : (k + 1) * H] for k, g in enumerate(spec.gate_names)}
+    carried = block["f"] * c if "f" in block else c
+    return carried + block["i"] * block["g"]
+
+
+def peephole_gradient(d_gates: Any, saved: dict[str, Any], spec: CellSpec, dims: Dims) -> Any:
+    """dw_ch: sum over steps and batch of da_i c_{t-1}, da_f c_{t-1} and da_o c'_t, in the
     order of w_ch, accumulated in the accumulator dtype and rounded once to storage.
 
     ``d_gates`` is the (T, B, G*H) pre-activation gradient (zero past each sequence's end, so
-    the states kept there add nothing), ``c`` the (T+1, B, H) cell states.
+    the states kept there add nothing); ``saved`` the forward's buffers: the (T+1, B, H) cell
+    states "c", where c'_t = c_t unless zoneout ("zc") mixed them, then c'_t is recomputed
+    from the saved gates.
     """
     import cupy
 
     T, H = dims.T, dims.H
-    d, c = to_acc(d_gates), to_acc(c)
-    reads = {"i": c[:T], "f": c[:T], "o": c[1 : T + 1]}
+    d, c = to_acc(d_gates), to_acc(saved["c"])
+    c_new = new_cell_states(saved, spec, dims) if "zc" in saved else c[1 : T + 1]
+    reads = {"i": c[:T], "f": c[:T], "o": c_new}
     parts = []
     for k, gate in enumerate(spec.gate_names):
         if gate in reads:
@@ -80,6 +95,8 @@ def lstm_forward(
     algo: str = "alternating",
     graphs: GraphCache | None = None,
     recurrent_mask: Any = None,
+    zoneout: Any = None,
+    zoneout_cell: Any = None,
 ) -> tuple[Any, Any, Any, sequence.SequenceCache]:
     """Run one LSTM layer-direction over a time-major sequence on the GPU.
 
@@ -100,6 +117,9 @@ def lstm_forward(
     graphs : the caller's graph cache; required by "graph", unused otherwise.
     recurrent_mask : (B, P) recurrent dropout mask (0 or 1 / (1 - p)), same dtype, or None;
         the recurrent GEMM then reads h_{t-1} * mask at every step (not with "persistent").
+    zoneout, zoneout_cell : (T, B, P) and (T, B, H) zoneout masks of h and c (1 keeps the
+        previous value: c_t = c_{t-1} + (1 - d_c)(c'_t - c_{t-1}), h_t likewise), same dtype,
+        floats (their expectations, eval mode) or None (not with "persistent").
 
     Returns
     -------
@@ -120,7 +140,9 @@ def lstm_forward(
     y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                                             name=name, algo=algo, graphs=graphs,
                                             weights={"w_ch": w_ch, "w_hr": w_hr},
-                                            recurrent_mask=recurrent_mask)
+                                            recurrent_mask=recurrent_mask,
+                                            zoneout=sequence.zoneout_arguments(
+                                                zh=zoneout, zc=zoneout_cell))
     return y, h_n, c_n, cache
 
 
@@ -161,5 +183,5 @@ def lstm_backward(
     if spec.projected:
         grads += (projection_gradient(loop["dhr"], cache.saved["m"], cache.dims),)
     if spec.options.peephole:
-        grads += (peephole_gradient(loop["dgates"], cache.saved["c"], spec, cache.dims),)
+        grads += (peephole_gradient(loop["dgates"], cache.saved, spec, cache.dims),)
     return grads

@@ -32,6 +32,7 @@ def rnn_forward(
     algo: str = "alternating",
     graphs: GraphCache | None = None,
     recurrent_mask: Any = None,
+    zoneout: Any = None,
 ) -> tuple[Any, Any, sequence.SequenceCache]:
     """Run one vanilla RNN layer-direction over a time-major sequence on the GPU.
 
@@ -48,6 +49,8 @@ def rnn_forward(
     graphs : the caller's graph cache; required by "graph", unused otherwise.
     recurrent_mask : (B, H) recurrent dropout mask (0 or 1 / (1 - p)), same dtype, or None;
         the recurrent GEMM then reads h_{t-1} * mask at every step (not with "persistent").
+    zoneout : (T, B, H) zoneout mask of h (1 keeps the previous value: h_t = h_{t-1} + (1 - d)
+        (h'_t - h_{t-1})), same dtype, a float (its expectation, eval mode) or None.
 
     Returns
     -------
@@ -69,7 +72,8 @@ def rnn_forward(
         )
     y, (h_n,), cache = sequence.forward(SPECS[nonlinearity], x, (h0,), w_ih, w_hh, b_ih, b_hh,
                                         lengths, name=name, algo=algo, graphs=graphs,
-                                        recurrent_mask=recurrent_mask)
+                                        recurrent_mask=recurrent_mask,
+                                        zoneout=sequence.zoneout_arguments(zh=zoneout))
     return y, h_n, cache
 
 

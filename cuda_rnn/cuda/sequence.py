@@ -17,7 +17,9 @@ one GEMM dh += dG_t W_hh (a projected LSTM first ``lstm_backward_projection`` an
 dm = dhr_t W_hr; or the captured loop, or one persistent launch), then GEMMs over all
 steps for dx, dW_ih, dW_hh and the bias gradients. The step loops only launch work on buffers
 allocated before them: no allocation and no host synchronisation inside, so they can be
-captured.
+captured. Zoneout needs no launch of its own: its masks (one element per step and unit,
+copied to the device once per forward) are optional arguments of the pointwise and
+projection kernels, which mix each state with its previous value and split its gradient.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from .common import (
     summed_bias,
     time_steps,
 )
-from .dtypes import acc_dtype, cast, dtype_name, to_acc
+from .dtypes import acc_dtype, cast, dtype_name, storage_dtype, to_acc
 from .errors import device_errors
 from .graph import Buffers, GraphCache
 from .launch import BLOCK, launch, pointwise_grid
@@ -202,15 +204,18 @@ def run_persistent(spec: CellSpec, plan: persistent.PersistentPlan, buffers: Buf
                       allow_tf32)
 
 
-def _check_persistent(spec: CellSpec, masked: bool) -> None:
+def _check_persistent(spec: CellSpec, masked: bool, zoned: bool) -> None:
     """A ValueError unless the persistent kernels can run this call: the spec's options
-    (:attr:`CellSpec.unsupported_persistent`) and no recurrent dropout mask."""
+    (:attr:`CellSpec.unsupported_persistent`), no recurrent dropout mask and no zoneout."""
     if spec.unsupported_persistent:
         raise ValueError(f"algo: 'persistent' cannot run this call: "
                          f"{spec.unsupported_persistent}")
     if masked:
         raise ValueError("algo: 'persistent' takes no recurrent dropout mask (the persistent "
                          "kernels read h_{t-1} itself); use 'graph' or 'alternating'")
+    if zoned:
+        raise ValueError("algo: 'persistent' takes no zoneout masks; use 'graph' or "
+                         "'alternating'")
 
 
 def _cell_weights(spec: CellSpec, weights: dict[str, Any], dims: Dims) -> Buffers:
@@ -257,6 +262,34 @@ def _recurrent_mask(mask: Any, dims: Dims) -> Buffers:
     return {"rmask": contiguous(mask)[0]}
 
 
+def zoneout_arguments(**masks: Any) -> dict[str, Any]:
+    """The cell functions' zoneout keywords as :func:`forward` takes them: by buffer name
+    ("zh", "zc"), the absent ones left out."""
+    return {name: mask for name, mask in masks.items() if mask is not None}
+
+
+def _zoneout_masks(spec: CellSpec, zoneout: dict[str, Any], dims: Dims) -> Buffers:
+    """The zoneout masks by buffer name ("zh", "zc"), each (T, B, size of its state) in the
+    storage dtype and C-contiguous; a float (eval mode's expectation) becomes a mask filled
+    with it."""
+    import cupy
+
+    out = {}
+    sizes = dict(zip(spec.zoneout, (dims.P, dims.H)))
+    for name, mask in zoneout.items():
+        if name not in sizes:
+            raise ValueError(f"zoneout: expected masks named in {spec.zoneout}, got {name!r}")
+        shape = (dims.T, dims.B, sizes[name])
+        if isinstance(mask, float):
+            out[name] = cupy.full(shape, mask, storage_dtype(dims.dtype))
+            continue
+        if tuple(mask.shape) != shape or dtype_name(mask.dtype) != dims.dtype:
+            raise ValueError(f"{name}: expected a zoneout mask of shape {shape} dtype "
+                             f"{dims.dtype}, got {tuple(mask.shape)} {dtype_name(mask.dtype)}")
+        out[name] = contiguous(mask)[0]
+    return out
+
+
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
                        dims: Dims, op: str) -> Buffers:
     """Xp (and the GRU's b_hh buffer "bh", zeros without bias) for one forward call."""
@@ -285,20 +318,24 @@ def forward(
     graphs: GraphCache | None,
     weights: dict[str, Any] | None = None,
     recurrent_mask: Any = None,
+    zoneout: dict[str, Any] | None = None,
 ) -> tuple[Any, tuple[Any, ...], SequenceCache]:
     """Run one layer-direction of ``spec``'s cell over a time-major sequence.
 
     ``states`` are the initial states in the order of ``spec.states``; ``weights`` the cell's
     own weights by buffer name (the LSTM's "w_ch" with peepholes, "w_hr" with a projection,
     in the storage dtype); ``recurrent_mask`` the (B, P) recurrent dropout mask in the
-    storage dtype, or None; the other arguments are
+    storage dtype, or None; ``zoneout`` the zoneout masks by buffer name
+    (:attr:`CellSpec.zoneout`; 1 keeps the previous value), (T, B, size of the state) in the
+    storage dtype or a float for their expectation, none for no zoneout; the other arguments are
     those of :func:`cuda_rnn.cuda.lstm.lstm_forward`. Returns y, the final states (fresh
     arrays, in the order of ``spec.states``) and the cache for :func:`backward`.
     """
     check_step_loop(algo, graphs, spec.cell)
     masked = recurrent_mask is not None
+    zoneout = zoneout or {}
     if algo == "persistent":
-        _check_persistent(spec, masked)
+        _check_persistent(spec, masked, bool(zoneout))
     initial = {f"{s}0": state for s, state in zip(spec.states, states)}
     dims = check_inputs(x, initial, w_ih, w_hh, b_ih, b_hh, spec.gates, spec.projected)
     plan = (persistent.require_plan(spec.cell, "forward", dims.H, dims.B, dims.dtype)
@@ -307,13 +344,15 @@ def forward(
     op = f"{spec.cell}_forward"
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
+        zones = _zoneout_masks(spec, zoneout, dims)
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
                   **_cell_weights(spec, weights or {}, dims),
                   **_projection_weight(spec, (weights or {}).get("w_hr"), dims),
-                  **_recurrent_mask(recurrent_mask, dims),
+                  **_recurrent_mask(recurrent_mask, dims), **zones,
                   **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
+        optional = (("rmask",) if masked else ()) + tuple(zones)
         if algo == "graph":
-            out = graphs.run(graph_key(spec, "forward", dims) + (("rmask",) if masked else ()),
+            out = graphs.run(graph_key(spec, "forward", dims) + optional,
                              lambda: _static_forward_buffers(spec, dims, f"{op} graph",
                                                              extra + tuple(inputs)),
                              lambda buffers: run_forward_steps(spec, buffers, dims, name),
@@ -330,8 +369,7 @@ def forward(
                 run_forward_steps(spec, out, dims, name)
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
     saved = {n: out[n] for n in spec.saved} | {
-        n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ())
-        + (("rmask",) if masked else ())}
+        n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ()) + optional}
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
                           dims)
     return out["y"], finals, cache
@@ -378,22 +416,24 @@ def backward(
     check_step_loop(algo, graphs, cell)
     check_dy(dy, dims, cache.x.dtype)
     masked = "rmask" in cache.saved
+    zones = tuple(n for n in spec.zoneout if n in cache.saved)
     if algo == "persistent":
-        _check_persistent(spec, masked)
+        _check_persistent(spec, masked, bool(zones))
     plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{cell}_backward"
     state_grads = tuple(f"d{s}" for s in spec.states)
     with nvtx_range(name), device_errors(dims.describe(op)):
         (dy,) = contiguous(dy)
-        names = spec.names("backward") + (("rmask", "dhrec") if masked else ())
+        names = spec.names("backward") + (("rmask", "dhrec") if masked else ()) + zones
         inputs = {n: cache.saved[n] for n in names if n in cache.saved}
         inputs.update({"w_hh": cache.w_hh, "lengths": cache.lengths, "dy": dy})
         sizes = {"dh": dims.P, "dc": dims.H}
         inputs.update({g: acc_state(d, dims, sizes[g]) for g, d in zip(state_grads, dstates)})
         loop_grads = tuple(dict.fromkeys(spec.grads)) + (("dhr",) if spec.projected else ())
         if algo == "graph":
-            out = graphs.run(graph_key(spec, "backward", dims) + (("rmask",) if masked else ()),
+            out = graphs.run(graph_key(spec, "backward", dims)
+                             + (("rmask",) if masked else ()) + zones,
                              lambda: allocate(spec, names, dims, f"{op} graph"),
                              lambda buffers: run_backward_steps(spec, buffers, dims, name),
                              inputs, loop_grads + state_grads)
