@@ -6,8 +6,10 @@ warm-up (which also captures the graphs), cuDNN timed right next to it, and repo
 and the ratio ours / cuDNN.
 
 The LSTM variants (``--variants``) run at :data:`VARIANT_SHAPES`, each against torch's nearest
-cuDNN LSTM: with the same proj_size for the projection, the plain LSTM for peepholes (cuDNN has
-none, so the ratio is what the variant costs against the fastest plain cell).
+cuDNN LSTM: with the same proj_size for the projection, the plain LSTM for peepholes and the
+regularisers (cuDNN has none, so the ratio is what the variant costs against the fastest plain
+cell). A regularised variant is also timed against what users write today, a torch.nn.LSTMCell
+loop in Python applying the same masks (keys loop_ms and loop_speedup = loop_ms / ours_ms).
 
 Precisions: bfloat16, and float32 twice, with TF32 disallowed and allowed, the same on both
 sides: ours through ``CUDA_RNN_ALLOW_TF32`` (:data:`cuda_rnn.cuda.algo.TF32_ENV`, read by the
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cuda_rnn import regularisers
 from cuda_rnn.cellspec import CellSpec, cell_spec
 from cuda_rnn.cuda.algo import ALGOS, TF32_ENV, choose_algo
 
@@ -53,6 +56,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "peephole": ({"peephole": True}, {}),
     "proj256": ({"proj_size": 256}, {"proj_size": 256}),
+    "zoneout-recdrop": ({"zoneout": 0.1, "recurrent_dropout": 0.25}, {}),
 }
 VARIANT_SHAPES = [(1024, 16, 768, 768)]
 
@@ -109,11 +113,17 @@ def _inputs(cupy: Any, spec: CellSpec, dtype: str, shape: tuple[int, int, int, i
     def dev(a: Any) -> Any:
         return cast(cupy.asarray(a), dtype)
 
+    drawn = regularisers.draw(spec, rng, T, B, H, training=True)
+    weights = [dev(rng.uniform(-k, k, shape)) for shape in shapes.values()]
+    if drawn.weight is not None:
+        weights[1] = cast(cupy.asarray(drawn.weight) * cupy.asarray(weights[1], "float64"),
+                          dtype)
     return {
         "x": dev(rng.standard_normal((T, B, I))),
         "states": [dev(rng.standard_normal((B, n)) * 0.1) for n in spec.state_sizes(H)],
         "dy": dev(rng.standard_normal((T, B, spec.output_size(H)))),
-        "weights": [dev(rng.uniform(-k, k, shape)) for shape in shapes.values()],
+        "weights": weights,
+        "masks": {name: dev(mask) for name, mask in drawn.cell.items()},
     }
 
 
@@ -121,10 +131,19 @@ def describe_choice(spec: CellSpec, algo: str, dtype: str, shape: tuple[int, int
                     limits: Any) -> tuple[str, str, str]:
     """(forward step loop, backward step loop, algo_reason) of ``algo`` for this call."""
     T, B, _, H = shape
-    fwd, bwd = (choose_algo(algo, spec.cell, d, T, B, H, dtype, limits,
-                            spec.unsupported_persistent) for d in ("forward", "backward"))
+    unsupported = spec.unsupported_persistent or (
+        "the persistent kernels take no zoneout or recurrent dropout mask"
+        if regularised(spec) else "")
+    fwd, bwd = (choose_algo(algo, spec.cell, d, T, B, H, dtype, limits, unsupported)
+                for d in ("forward", "backward"))
     reason = f"forward: {fwd.used} ({fwd.reason}); backward: {bwd.used} ({bwd.reason})"
     return fwd.used, bwd.used, reason
+
+
+def regularised(spec: CellSpec) -> bool:
+    """Whether a case draws masks for the cell functions (zoneout, recurrent dropout)."""
+    o = spec.options
+    return bool(o.zoneout or o.zoneout_cell or o.recurrent_dropout)
 
 
 def _ours(spec: CellSpec, inputs: dict[str, Any], fwd_algo: str,
@@ -139,7 +158,8 @@ def _ours(spec: CellSpec, inputs: dict[str, Any], fwd_algo: str,
     no_dstate = [None] * len(states)
 
     def fwd() -> Any:
-        return forward(x, *states, *weights, **keywords, algo=fwd_algo, graphs=graphs)[-1]
+        return forward(x, *states, *weights, **keywords, **inputs["masks"], algo=fwd_algo,
+                       graphs=graphs)[-1]
 
     def both() -> None:
         backward(dy, *no_dstate, fwd(), algo=bwd_algo, graphs=graphs)
@@ -164,6 +184,40 @@ def _cudnn(torch: Any, spec: CellSpec, torch_options: dict[str, Any], dtype: str
     def both() -> None:
         y, _ = module(x)
         y.backward(dy)
+
+    return fwd, both
+
+
+def _cell_loop(torch: Any, inputs: dict[str, Any], shape: tuple[int, int, int, int],
+               dtype: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """An LSTM with zoneout and recurrent dropout as users write it in PyTorch today: a
+    torch.nn.LSTMCell called step by step from Python, applying the same masks."""
+    T, B, I, H = shape
+    tdtype = getattr(torch, dtype)
+    cell = torch.nn.LSTMCell(I, H).to(device="cuda", dtype=tdtype)
+
+    def tensor(a: Any) -> Any:
+        return torch.from_dlpack(a).to(tdtype)
+
+    x, dy = tensor(inputs["x"]).requires_grad_(), tensor(inputs["dy"])
+    h0, c0 = (tensor(s) for s in inputs["states"])
+    masks = {name: tensor(m) for name, m in inputs["masks"].items()}
+
+    def fwd() -> Any:
+        h, c, ys = h0, c0, []
+        for t in range(T):
+            h_in = h * masks["recurrent_mask"] if "recurrent_mask" in masks else h
+            h_new, c_new = cell(x[t], (h_in, c))
+            if "zoneout_cell" in masks:
+                c_new = torch.lerp(c_new, c, masks["zoneout_cell"][t])
+            if "zoneout" in masks:
+                h_new = torch.lerp(h_new, h, masks["zoneout"][t])
+            h, c = h_new, c_new
+            ys.append(h)
+        return torch.stack(ys)
+
+    def both() -> None:
+        fwd().backward(dy)
 
     return fwd, both
 
@@ -207,6 +261,7 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
                  cupy.cuda.Device().synchronize),
         "cudnn": (torch_event, lambda a, b: a.elapsed_time(b), torch.cuda.synchronize),
     }
+    timers["loop"] = timers["cudnn"]
     rows = []
     for variant, spec, torch_options, case_shapes in cases(cells, variants, shapes):
         cell = spec.cell
@@ -224,9 +279,12 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
                         print(f"{cell} {variant} {algo}: {exc}", file=sys.stderr)
                         continue
                     ours = _ours(spec, inputs, fwd_algo, bwd_algo)
+                    sides = [("ours", ours), ("cudnn", theirs)]
+                    if regularised(spec):
+                        sides.append(("loop", _cell_loop(torch, inputs, shape, dtype)))
                     for index, name in enumerate(("fwd", "fwd_bwd")):
                         ms = {}
-                        for side, fns in (("ours", ours), ("cudnn", theirs)):
+                        for side, fns in sides:
                             try:
                                 ms[side] = median_ms(fns[index], *timers[side], warmup,
                                                      repeats)
@@ -241,6 +299,9 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
                                          **{"pass": name},
                                          ours_ms=ms["ours"], cudnn_ms=ms["cudnn"],
                                          ratio=ratio, algo_reason=reason))
+                        if "loop" in ms:
+                            rows[-1].update(loop_ms=ms["loop"], loop_speedup=(
+                                ms["loop"] / ms["ours"] if ms["loop"] and ms["ours"] else None))
                         print(format_row(rows[-1]), flush=True)
     return rows
 
@@ -256,7 +317,10 @@ def format_row(row: dict[str, Any]) -> str:
     return (f"{cell:13} {row['algo']:11} {row['dtype']:8} {tf32:8} T={row['T']:<5} "
             f"B={row['B']:<3} I={row['I']:<4} H={row['H']:<4} {row['pass']:7} ours "
             f"{_fmt(row['ours_ms'], '9.3f')} ms  cudnn {_fmt(row['cudnn_ms'], '9.3f')} ms  "
-            f"ratio {_fmt(row['ratio'], '6.2f')}  | {row['algo_reason']}")
+            f"ratio {_fmt(row['ratio'], '6.2f')}"
+            + (f"  LSTMCell loop {_fmt(row['loop_ms'], '9.3f')} ms "
+               f"({_fmt(row['loop_speedup'], '.1f')}x ours)" if "loop_ms" in row else "")
+            + f"  | {row['algo_reason']}")
 
 
 def precisions_for(dtypes: list[str], tf32: str) -> tuple[tuple[str, bool | None], ...]:

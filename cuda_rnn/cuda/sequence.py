@@ -281,7 +281,7 @@ def _zoneout_masks(spec: CellSpec, zoneout: dict[str, Any], dims: Dims) -> Buffe
             raise ValueError(f"zoneout: expected masks named in {spec.zoneout}, got {name!r}")
         shape = (dims.T, dims.B, sizes[name])
         if isinstance(mask, float):
-            out[name] = cupy.full(shape, mask, storage_dtype(dims.dtype))
+            out[name] = cupy.full(shape, mask, dtype=storage_dtype(dims.dtype))
             continue
         if tuple(mask.shape) != shape or dtype_name(mask.dtype) != dims.dtype:
             raise ValueError(f"{name}: expected a zoneout mask of shape {shape} dtype "
