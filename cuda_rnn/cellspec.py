@@ -110,6 +110,10 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "backward_pointwise": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths", ZONEOUT),
     "forward_projection": ("h", "y", "lengths", "zh"),
     "backward_projection": ("dy", "dh", "dhr", "lengths", "zh"),
+    # The layer-normalised LSTM's step kernels, in place of its pointwise ones.
+    "forward_layer_norm": ("xp", "hp", WEIGHTS, INPUTS, STATES, "y", OUTPUTS, "lengths",
+                           ZONEOUT),
+    "backward_layer_norm": (WEIGHTS, READS, "dy", STATE_GRADS, GRADS, "lengths", ZONEOUT),
     "forward_persistent": ("xp", "w_hh", INPUTS, "lengths", STATES, OUTPUTS, "y"),
     "backward_persistent": ("w_hh", "lengths", PERSISTENT_READS, "dy", STATE_GRADS, GRADS,
                             STATE_GRADS_OUT),
@@ -212,7 +216,8 @@ class CellSpec:
     buffers : the cell's own step-loop buffers beyond :data:`COMMON_BUFFERS` and the states'.
     inputs, outputs, reads, persistent_reads, grads, weights : the cell's groups of
         :data:`SIGNATURES` (grads: the gradient with respect to the input projection, then the
-        one with respect to the recurrent projection, the same name when they are one array).
+        one with respect to the recurrent projection, the same name when they are one array,
+        then any further per-step gradients).
     persistent : whether the persistent kernels run the cell with these options.
     pointwise_slots : arguments of the pointwise kernels that take another buffer than the
         one they name: with a projection the forward's y receives m = o * tanh(c) and the
@@ -228,7 +233,7 @@ class CellSpec:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     reads: tuple[str, ...]
-    grads: tuple[str, str]
+    grads: tuple[str, ...]
     persistent_reads: tuple[str, ...] = ()
     weights: tuple[str, ...] = ()
     persistent: bool = False
@@ -382,7 +387,8 @@ class CellSpec:
             o = self.options
             return ", ".join((["peephole"] if o.peephole else [])
                              + ([] if o.forget_gate else ["no forget gate"])
-                             + ([f"proj_size={o.proj_size}"] if o.proj_size else []))
+                             + ([f"proj_size={o.proj_size}"] if o.proj_size else [])
+                             + (["layer norm"] if o.layer_norm else []))
         return ""
 
     @property
@@ -421,6 +427,29 @@ class CellSpec:
         return f"{self.cell}.cu"
 
     @property
+    def step_kind(self) -> str:
+        """The kind of the kernels the step loops launch once a step: "layer_norm" (a block
+        per batch row, kernels_cu/lstm_layer_norm.cu) for the layer-normalised LSTM, else
+        "pointwise" (a thread per unit, :attr:`source_file`)."""
+        return "layer_norm" if self.options.layer_norm else "pointwise"
+
+    @property
+    def step_source(self) -> str:
+        """The file of the :attr:`step_kind` kernels in kernels_cu/."""
+        return "lstm_layer_norm.cu" if self.options.layer_norm else self.source_file
+
+    @property
+    def layer_norm_kernels(self) -> tuple[str, ...]:
+        """The layer-normalised LSTM's step kernels (none for the other cells)."""
+        return tuple(self.kernel_name(d, "layer_norm") for d in DIRECTIONS) \
+            if self.cell == "lstm" else ()
+
+    @property
+    def input_norms(self) -> tuple[str, ...]:
+        """What the layer norm of x W_ih^T saves for backward (before the step loop)."""
+        return ("xhat", "xrstd") if self.options.layer_norm else ()
+
+    @property
     def pointwise_kernels(self) -> tuple[str, ...]:
         """The kernels of :attr:`source_file` templated on the cell's options."""
         return tuple(self.kernel_name(d, "pointwise") for d in DIRECTIONS)
@@ -442,7 +471,8 @@ class CellSpec:
         """
         layout = f"{direction}_{kind}"
         if layout not in SIGNATURES or (kind == "persistent" and not self.persistent) or (
-                kind == "projection" and not self.projected):
+                kind == "projection" and not self.projected) or (
+                kind == "layer_norm" and not self.options.layer_norm):
             raise ValueError(f"kernel: expected one of {self._kernels()}, got {layout!r}")
         groups = {
             WEIGHTS: self.weights, INPUTS: self.inputs, STATES: self.states,
@@ -456,7 +486,7 @@ class CellSpec:
         return tuple(n for item in SIGNATURES[layout] for n in groups.get(item, (item,)))
 
     def _kinds(self) -> tuple[str, ...]:
-        return ("pointwise",) + (("persistent",) if self.persistent else ()) + (
+        return (self.step_kind,) + (("persistent",) if self.persistent else ()) + (
             ("projection",) if self.projected else ())
 
     def _kernels(self) -> tuple[str, ...]:
@@ -483,7 +513,7 @@ class CellSpec:
     def names(self, direction: str) -> tuple[str, ...]:
         """Every buffer the step loops of ``direction`` always touch (aliases resolved; the
         zoneout masks, which a call may leave out, are not among them)."""
-        args = [self.pointwise_slots.get(n, n) for n in self.args(direction, "pointwise")]
+        args = [self.pointwise_slots.get(n, n) for n in self.args(direction, self.step_kind)]
         args += [n for k in self._kinds()[1:] for n in self.args(direction, k)]
         args += self.states if direction == "forward" else [f"d{s}" for s in self.states]
         args += ["w_hh"] + (["w_hr"] if self.projected else [])
@@ -507,12 +537,30 @@ def _rnn(options: Options) -> CellSpec:
     )
 
 
+#: The layer-normalised LSTM's buffers beyond the LSTM's.
+LAYER_NORM_BUFFERS: dict[str, Buffer] = {
+    "ln_hh": Buffer(("G",), "acc", "layer norm gain ln_weight_hh"),
+    "ln_c": Buffer(("H",), "acc", "layer norm gain ln_weight_c"),
+    "ln_bc": Buffer(("H",), "acc", "layer norm bias ln_bias_c"),
+    "xhat": Buffer(("T", "B", "G"), "storage", "saved normalised x W_ih^T"),
+    "xrstd": Buffer(("T", "B"), "acc", "saved 1 / std of x W_ih^T"),
+    "hhat": Buffer(("T", "B", "G"), "storage", "saved normalised h W_hh^T"),
+    "hrstd": Buffer(("T", "B"), "acc", "saved 1 / std of h W_hh^T"),
+    "chat": Buffer(("T", "B", "H"), "storage", "saved normalised c'"),
+    "crstd": Buffer(("T", "B"), "acc", "saved 1 / std of c'"),
+    "cnew": Buffer(("B", "H"), "acc", "this step's c'"),
+    "dhp": Buffer(("T", "B", "G"), "storage", "recurrent-product gradients dHp"),
+    "dn": Buffer(("T", "B", "H"), "acc", "gradients of the normalised cell dn"),
+}
+
+
 def _lstm(options: Options) -> CellSpec:
     gate_names = ("i", "f", "g", "o") if options.forget_gate else ("i", "g", "o")
+    ln = options.layer_norm
     return CellSpec(
         cell="lstm", title="LSTM", options=options, gate_names=gate_names,
         states=("h", "c"),
-        buffers={
+        buffers={**(LAYER_NORM_BUFFERS if ln else {}),
             "w_ch": Buffer(("C",), "acc", "peephole weights w_ch"),
             "w_hr": Buffer(("P", "H"), "storage", "W_hr"),
             "m": Buffer(("T", "B", "H"), "storage", "saved m = o * tanh(c)"),
@@ -523,8 +571,12 @@ def _lstm(options: Options) -> CellSpec:
             "dgates": Buffer(("T", "B", "G"), "storage", "gate gradients dG"),
             "zc": Buffer(("T", "B", "H"), "storage", "zoneout mask of c"),
         },
-        inputs=(), outputs=("gates", "tanh_c"), reads=("gates", "c", "tanh_c"),
-        grads=("dgates", "dgates"), weights=("w_ch",), persistent=not options.lstm_variant,
+        inputs=(), outputs=("gates", "tanh_c") + (
+            ("hhat", "hrstd", "chat", "crstd", "cnew") if ln else ()),
+        reads=("gates", "c", "tanh_c") + (("hhat", "hrstd", "chat", "crstd") if ln else ()),
+        grads=("dgates", "dhp", "dn") if ln else ("dgates", "dgates"),
+        weights=("w_ch", "ln_hh", "ln_c", "ln_bc") if ln else ("w_ch",),
+        persistent=not options.lstm_variant,
         pointwise_slots={"y": "m", "dh": "dm"} if options.proj_size else {},
     )
 

@@ -395,9 +395,9 @@ class LSTM(_Recurrent):
         mode), masks drawn from :attr:`rng`.
 
     On "cuda" the variants run on the alternating and graph loops (the persistent kernels run
-    only the plain cell; "auto" falls back and says why in :attr:`algo_reason`); layer_norm
-    raises NotImplementedError there for now; weight dropout runs on every algo, zoneout and
-    recurrent dropout on "alternating" and "graph".
+    only the plain cell; "auto" falls back and says why in :attr:`algo_reason`), layer_norm
+    among them; weight dropout runs on every algo, zoneout and recurrent dropout on
+    "alternating" and "graph".
     """
 
     _cell = "lstm"

@@ -46,6 +46,13 @@ template <> __device__ __forceinline__ void store<__nv_bfloat16>(__nv_bfloat16* 
     p[i] = __float2bfloat16_rn(v);
 }
 
+// v as the storage type T holds it (rounded to nearest even), back in the accumulator type.
+template <typename T> __device__ __forceinline__ acc_t<T> rounded(acc_t<T> v) {
+    T held[1];
+    store(held, 0, v);
+    return load(held, 0);
+}
+
 // exp of a non-positive argument only, so neither branch overflows; e * s = e / (1 + e)
 // keeps full relative accuracy for large negative x, where 1 - 1/(1+e) would cancel.
 __device__ __forceinline__ float sigmoid(float x) {

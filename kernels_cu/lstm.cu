@@ -64,22 +64,6 @@
 
 using namespace cuda_rnn;
 
-// Unit j's peephole weights (zeros without Peephole, never read then).
-template <bool Peephole, bool ForgetGate, typename A>
-__device__ __forceinline__ Peepholes<A> unit_peepholes(const A* w_ch, int j, int H) {
-    Peepholes<A> w{A(0), A(0), A(0)};
-    if constexpr (Peephole) {
-        w.i = w_ch[j];
-        if constexpr (ForgetGate) {
-            w.f = w_ch[H + j];
-            w.o = w_ch[2 * H + j];
-        } else {
-            w.o = w_ch[H + j];
-        }
-    }
-    return w;
-}
-
 template <typename T, bool Peephole, bool ForgetGate, bool Projection>
 __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                        const acc_t<T>* __restrict__ hp,

@@ -36,6 +36,22 @@ template <bool ForgetGate> __device__ __forceinline__ int lstm_slot(int k) {
     return ForgetGate || k == 0 ? k : k + 1;
 }
 
+// Unit j's peephole weights (zeros without Peephole, never read then).
+template <bool Peephole, bool ForgetGate, typename A>
+__device__ __forceinline__ Peepholes<A> unit_peepholes(const A* w_ch, int j, int H) {
+    Peepholes<A> w{A(0), A(0), A(0)};
+    if constexpr (Peephole) {
+        w.i = w_ch[j];
+        if constexpr (ForgetGate) {
+            w.f = w_ch[H + j];
+            w.o = w_ch[2 * H + j];
+        } else {
+            w.o = w_ch[H + j];
+        }
+    }
+    return w;
+}
+
 // a: the pre-activations Xp + Hp of gates i, f, g, o (a[1] unread without a forget gate).
 template <bool Peephole = false, bool ForgetGate = true, typename A>
 __device__ __forceinline__ LstmStep<A> lstm_cell_forward(const A (&a)[4], A c_prev,
@@ -56,18 +72,27 @@ __device__ __forceinline__ LstmStep<A> lstm_cell_forward(const A (&a)[4], A c_pr
     return s;
 }
 
+// The gradients of the gates that write c_t (i, f, g) from dc_t, the full gradient w.r.t.
+// c_t, into dgate[0..2] (dgate[1] = 0 without a forget gate).
+template <bool ForgetGate = true, typename A>
+__device__ __forceinline__ void lstm_cell_input_gradients(const A (&gate)[4], A c_prev, A dc_t,
+                                                          A (&dgate)[4]) {
+    const A i = gate[0], f = gate[1], g = gate[2];
+    dgate[0] = dc_t * g * i * (A(1) - i);
+    dgate[1] = ForgetGate ? dc_t * c_prev * f * (A(1) - f) : A(0);
+    dgate[2] = dc_t * i * (A(1) - g * g);
+}
+
 // Writes dG into dgate (dgate[1] = 0 without a forget gate) and returns the full gradient
 // w.r.t. c_t.
 template <bool Peephole = false, bool ForgetGate = true, typename A>
 __device__ __forceinline__ A lstm_cell_backward(const A (&gate)[4], A tanh_c, A c_prev, A dh,
                                                 A dc, A (&dgate)[4], Peepholes<A> w = {}) {
-    const A i = gate[0], f = gate[1], g = gate[2], o = gate[3];
+    const A o = gate[3];
     dgate[3] = dh * tanh_c * o * (A(1) - o);
     A dc_t = dc + dh * o * (A(1) - tanh_c * tanh_c);
     if constexpr (Peephole) dc_t += dgate[3] * w.o;
-    dgate[0] = dc_t * g * i * (A(1) - i);
-    dgate[1] = ForgetGate ? dc_t * c_prev * f * (A(1) - f) : A(0);
-    dgate[2] = dc_t * i * (A(1) - g * g);
+    lstm_cell_input_gradients<ForgetGate>(gate, c_prev, dc_t, dgate);
     return dc_t;
 }
 

@@ -8,8 +8,9 @@ and the ratio ours / cuDNN.
 The LSTM variants (``--variants``) run at :data:`VARIANT_SHAPES`, each against torch's nearest
 cuDNN LSTM: with the same proj_size for the projection, the plain LSTM for peepholes and the
 regularisers (cuDNN has none, so the ratio is what the variant costs against the fastest plain
-cell). A regularised variant is also timed against what users write today, a torch.nn.LSTMCell
-loop in Python applying the same masks (keys loop_ms and loop_speedup = loop_ms / ours_ms).
+cell). The regularised and layer-normalised variants are also timed against what users write
+today, a step loop in Python over torch.nn.LSTMCell applying the same masks, or over the
+layer-normalised step written in torch ops (keys loop_ms and loop_speedup = loop_ms / ours_ms).
 
 Precisions: bfloat16, and float32 twice, with TF32 disallowed and allowed, the same on both
 sides: ours through ``CUDA_RNN_ALLOW_TF32`` (:data:`cuda_rnn.cuda.algo.TF32_ENV`, read by the
@@ -57,6 +58,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "peephole": ({"peephole": True}, {}),
     "proj256": ({"proj_size": 256}, {"proj_size": 256}),
     "zoneout-recdrop": ({"zoneout": 0.1, "recurrent_dropout": 0.25}, {}),
+    "layernorm": ({"layer_norm": True}, {}),
 }
 VARIANT_SHAPES = [(1024, 16, 768, 768)]
 
@@ -188,13 +190,43 @@ def _cudnn(torch: Any, spec: CellSpec, torch_options: dict[str, Any], dtype: str
     return fwd, both
 
 
-def _cell_loop(torch: Any, inputs: dict[str, Any], shape: tuple[int, int, int, int],
+def loop_variant(spec: CellSpec) -> bool:
+    """Whether a case is also timed against a step loop in PyTorch (:func:`_cell_loop`)."""
+    return regularised(spec) or spec.options.layer_norm
+
+
+def _layer_norm_step(torch: Any, I: int, H: int, tdtype: Any) -> Callable[..., Any]:
+    """The layer-normalised LSTM step in torch ops, with its parameters (as users write it)."""
+    F = torch.nn.functional
+    params = [torch.nn.Parameter(torch.randn(*s, device="cuda", dtype=tdtype) * 0.05)
+              for s in ((4 * H, I), (4 * H, H), (4 * H,))]
+    gains = [torch.nn.Parameter(torch.ones(n, device="cuda", dtype=tdtype))
+             for n in (4 * H, 4 * H, H)]
+    bias_c = torch.nn.Parameter(torch.zeros(H, device="cuda", dtype=tdtype))
+
+    def step(x: Any, state: tuple[Any, Any]) -> tuple[Any, Any]:
+        h, c = state
+        (w_ih, w_hh, b), (g_ih, g_hh, g_c) = params, gains
+        a = (F.layer_norm(x @ w_ih.T, (4 * H,)) * g_ih + F.layer_norm(h @ w_hh.T, (4 * H,))
+             * g_hh + b)
+        i, f, g, o = a.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(F.layer_norm(c, (H,)) * g_c + bias_c), c
+
+    return step
+
+
+def _cell_loop(torch: Any, spec: CellSpec, inputs: dict[str, Any],
+               shape: tuple[int, int, int, int],
                dtype: str) -> tuple[Callable[[], None], Callable[[], None]]:
-    """An LSTM with zoneout and recurrent dropout as users write it in PyTorch today: a
-    torch.nn.LSTMCell called step by step from Python, applying the same masks."""
+    """The variant as users write it in PyTorch today: a step loop in Python over
+    torch.nn.LSTMCell (or the layer-normalised step in torch ops), applying the same masks."""
     T, B, I, H = shape
     tdtype = getattr(torch, dtype)
-    cell = torch.nn.LSTMCell(I, H).to(device="cuda", dtype=tdtype)
+    if spec.options.layer_norm:
+        cell = _layer_norm_step(torch, I, H, tdtype)
+    else:
+        cell = torch.nn.LSTMCell(I, H).to(device="cuda", dtype=tdtype)
 
     def tensor(a: Any) -> Any:
         return torch.from_dlpack(a).to(tdtype)
@@ -280,8 +312,8 @@ def run(cells: tuple[str, ...], precisions: tuple[tuple[str, bool | None], ...],
                         continue
                     ours = _ours(spec, inputs, fwd_algo, bwd_algo)
                     sides = [("ours", ours), ("cudnn", theirs)]
-                    if regularised(spec):
-                        sides.append(("loop", _cell_loop(torch, inputs, shape, dtype)))
+                    if loop_variant(spec):
+                        sides.append(("loop", _cell_loop(torch, spec, inputs, shape, dtype)))
                     for index, name in enumerate(("fwd", "fwd_bwd")):
                         ms = {}
                         for side, fns in sides:

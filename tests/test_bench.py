@@ -32,7 +32,7 @@ def test_every_case_runs_forward_and_backward_with_the_chosen_loops() -> None:
     found = bench.cases(("lstm", "gru", "rnn"), tuple(bench.VARIANTS), [shape])
     assert [(name, spec.cell) for name, spec, _, _ in found] == [
         ("", "lstm"), ("", "gru"), ("", "rnn"), ("peephole", "lstm"), ("proj256", "lstm"),
-        ("zoneout-recdrop", "lstm")]
+        ("zoneout-recdrop", "lstm"), ("layernorm", "lstm")]
     for name, spec, torch_options, _ in found:
         assert torch_options.get("proj_size", 0) == spec.options.proj_size
         inputs = bench._inputs(cupy, spec, "float32", shape, seed=1)

@@ -24,11 +24,13 @@ def test_kernel_argument_of_the_wrong_element_type_is_refused(rng: np.random.Gen
     h = cupy.empty((2, B, H), cupy.float32)
     y, act = cupy.empty((1, B, H), cupy.float32), cupy.empty((1, B, H), cupy.float32)
     lengths = cupy.ones(B, cupy.int32)
-    args = (xp, hp, h, y, act, lengths, np.int32(0), np.int32(B), np.int32(H), np.int32(0))
+    # None: no zoneout mask, a null pointer
+    args = (xp, hp, h, y, act, lengths, None, np.int32(0), np.int32(B), np.int32(H),
+            np.int32(0))
     with pytest.raises(TypeError, match=r"argument 0: the kernel takes float\*, got double\*"):
         kernel((1,), (32,), args)
-    with pytest.raises(TypeError, match=r"argument 6: the kernel takes int, got long long"):
-        kernel((1,), (32,), (xp.astype(cupy.float32), *args[1:6], 0, *args[7:]))
+    with pytest.raises(TypeError, match=r"argument 7: the kernel takes int, got long long"):
+        kernel((1,), (32,), (xp.astype(cupy.float32), *args[1:7], 0, *args[8:]))
 
 
 def test_kernel_runs_the_real_source(rng: np.random.Generator) -> None:
@@ -42,7 +44,7 @@ def test_kernel_runs_the_real_source(rng: np.random.Generator) -> None:
     h = cupy.asarray(rng.standard_normal((2, B, H)))
     y, act = cupy.empty((1, B, H)), cupy.empty((1, B, H))
     lengths = cupy.asarray([1, 0, 1], cupy.int32)  # row 1 is past its end at t = 0
-    kernel((1,), (64,), (cupy.asarray(xp), cupy.asarray(hp), h, y, act, lengths,
+    kernel((1,), (64,), (cupy.asarray(xp), cupy.asarray(hp), h, y, act, lengths, None,
                          np.int32(0), np.int32(B), np.int32(H), np.int32(0)))
     want = np.tanh(xp[0] + hp)
     got_h, got_y = h.get(), y.get()

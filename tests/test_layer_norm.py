@@ -84,10 +84,3 @@ def test_cell_gradcheck(rng):
 def test_layer_norm_is_an_lstm_option():
     with pytest.raises(ValueError, match="layer_norm: an LSTM option"):
         cr.cellspec.cell_spec("gru", layer_norm=True)
-
-
-@pytest.mark.gpu
-def test_cuda_says_it_has_no_layer_norm_yet():
-    layer = cr.LSTM(3, 4, layer_norm=True, device="cuda")
-    with pytest.raises(NotImplementedError, match="layer_norm=True.*device='cpu'"):
-        layer(np.random.default_rng(0).standard_normal((4, 2, 3)))

@@ -63,8 +63,8 @@ def loader_modules() -> dict[str, cupy.RawModule]:
     return modules
 
 
-MODULES = ("rnn.cu", "lstm.cu", "gru.cu", "recurrent_dropout.cu", "lstm_persistent.cuh",
-           "gru_persistent.cuh")
+MODULES = ("rnn.cu", "lstm.cu", "gru.cu", "recurrent_dropout.cu", "lstm_layer_norm.cu",
+           "lstm_persistent.cuh", "gru_persistent.cuh")
 
 
 @pytest.fixture
@@ -109,6 +109,8 @@ def test_the_loader_builds_one_module_per_file_and_cell() -> None:
             in modules["lstm.cu"].name_expressions)
     assert "lstm_backward_projection<double>" in modules["lstm.cu"].name_expressions
     assert "rnn_forward_pointwise<__nv_bfloat16>" in modules["rnn.cu"].name_expressions
+    assert ("lstm_backward_layer_norm<float, true, true, false>"
+            in modules["lstm_layer_norm.cu"].name_expressions)
     assert "gru_backward_persistent<float>" in modules["gru_persistent.cuh"].name_expressions
 
 

@@ -132,18 +132,7 @@ class CudaBackend:
     def forward(self, spec: CellSpec, x: Any, states: Sequence[Any], weights: Sequence[Any],
                 lengths: Any, *, algo: str = "alternating", name: str = "",
                 masks: Mapping[str, Any] | None = None) -> Forward:
-        """One layer-direction over a time-major sequence (``<cell>_forward``).
-
-        Raises
-        ------
-        NotImplementedError
-            For layer_norm: the CUDA kernels do not run it yet (the NumPy path on
-            device="cpu" does; every regulariser runs on both).
-        """
-        if spec.options.layer_norm:
-            raise NotImplementedError(
-                "LSTM(layer_norm=True): the CUDA kernels run no layer normalisation yet; use "
-                "device='cpu'")
+        """One layer-direction over a time-major sequence (``<cell>_forward``)."""
         masks = dict(masks or {})
         T, B, _ = x.shape
         choice = self.choose(spec, algo, "forward", T, B, weights[0].shape[0] // spec.gates,

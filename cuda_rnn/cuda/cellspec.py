@@ -43,7 +43,7 @@ def arguments(spec: CellSpec, direction: str, kind: str, buffers: Buffers) -> tu
     """The arrays of one kernel's signature, aliases given the buffer they name (and the
     pointwise kernels' slots theirs, :attr:`CellSpec.pointwise_slots`); None (a null pointer)
     for a zoneout mask the call has not."""
-    slots = spec.pointwise_slots if kind == "pointwise" else {}
+    slots = spec.pointwise_slots if kind == spec.step_kind else {}
     names = [spec.aliases.get(n, slots.get(n, n)) for n in spec.args(direction, kind)]
     return tuple(buffers.get(n) if n in spec.zoneout else buffers[n] for n in names)
 
@@ -56,5 +56,5 @@ def graph_key(spec: CellSpec, direction: str, dims: Dims) -> tuple[Any, ...]:
 def describe_kernel(spec: CellSpec, direction: str, dims: Dims) -> str:
     """``"lstm_forward_pointwise<float32> (B=.., H=..)"`` for launch messages."""
     variant = f", {spec.variant}" if spec.variant else ""
-    return (f"{spec.kernel_name(direction, 'pointwise')}<{dims.dtype}> "
+    return (f"{spec.kernel_name(direction, spec.step_kind)}<{dims.dtype}> "
             f"(B={dims.B}, H={dims.H}{variant})")

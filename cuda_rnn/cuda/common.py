@@ -181,19 +181,24 @@ def check_dy(dy: Any, dims: Dims, dtype: Any) -> None:
 
 
 def backward_gemms(d_input: Any, d_recurrent: Any, x: Any, w_ih: Any, h_prev: Any,
-                   has_bias: bool, dims: Dims, op: str) -> tuple[Any, Any, Any, Any, Any]:
+                   has_bias: bool, dims: Dims, op: str,
+                   d_bias: Any = None) -> tuple[Any, Any, Any, Any, Any]:
     """The GEMMs after a backward step loop, over all steps at once.
 
     ``d_input`` and ``d_recurrent`` are the (T, B, G*H) gradients with respect to the input
     projection and to the recurrent projection: one array for the LSTM and the RNN, two for
     the GRU (whose reset gate scales only the recurrent side). ``x`` and ``w_ih`` are the
-    forward's input and input weights, ``h_prev`` its (T, B, H) states h_0 .. h_{T-1}.
-    Returns (dx, dW_ih, dW_hh, db_ih, db_hh), the biases None without bias.
+    forward's input and input weights, ``h_prev`` its (T, B, H) states h_0 .. h_{T-1};
+    ``d_bias`` the bias gradient where the biases are not added to the projections (the
+    layer-normalised LSTM), else None. Returns (dx, dW_ih, dW_hh, db_ih, db_hh), the biases
+    None without bias.
     """
     dw_ih, dx = input_gradients(d_input, x, w_ih, dims, op)
     dw_hh = recurrent_weight_gradient(d_recurrent, h_prev, dims, op)
     if not has_bias:
         return dx, dw_ih, dw_hh, None, None
+    if d_bias is not None:
+        return dx, dw_ih, dw_hh, d_bias, d_bias.copy()
     db_ih = bias_gradient(d_input, dims, op)
     db_hh = db_ih.copy() if d_recurrent is d_input else bias_gradient(d_recurrent, dims, op)
     return dx, dw_ih, dw_hh, db_ih, db_hh

@@ -83,12 +83,15 @@ class KernelFile:
 RECURRENT_DROPOUT_KERNELS = ("recurrent_dropout_forward", "recurrent_dropout_backward")
 
 #: Every file the loader compiles, with its kernels: each cell's pointwise file, the
-#: recurrent dropout kernels, and the cooperative file of each cell with a persistent kernel.
+#: recurrent dropout kernels, the layer-normalised LSTM's step kernels, and the cooperative
+#: file of each cell with a persistent kernel.
 KERNELS: dict[str, KernelFile] = {
     **{spec.source_file: KernelFile(spec.pointwise_kernels, variants=kernel_variants(spec.cell),
                                     plain=spec.projection_kernels)
        for spec in SPECS.values()},
     "recurrent_dropout.cu": KernelFile(RECURRENT_DROPOUT_KERNELS),
+    "lstm_layer_norm.cu": KernelFile(SPECS["lstm"].layer_norm_kernels,
+                                     variants=kernel_variants("lstm")),
     **{f"{spec.cell}_persistent.cuh": KernelFile(
         tuple(spec.kernel_name(d, "persistent") for d in DIRECTIONS), TENSOR_CORE_DTYPES,
         cooperative=True) for spec in SPECS.values() if spec.persistent},

@@ -13,14 +13,18 @@ the projection) are template options of the pointwise kernels and run on "altern
 "graph"; with a projection each step adds a GEMM h_t = m_t W_hr^T and
 ``lstm_forward_projection`` (backward ``lstm_backward_projection`` and dm = dh_t W_hr). The
 persistent kernels run only the plain cell. Zoneout of h and c is an optional mask argument
-of the same kernels (of the projection kernels for h, with a projection).
+of the same kernels (of the projection kernels for h, with a projection). The layer-normalised
+LSTM runs ``lstm_forward_layer_norm`` / ``lstm_backward_layer_norm``
+(kernels_cu/lstm_layer_norm.cu, a block per batch row) in place of the pointwise kernels,
+with the same template options; the normalisation of x W_ih^T and its backward run over all
+steps at once (:mod:`cuda_rnn.cuda.layer_norm`).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..cellspec import CellSpec, cell_spec
-from . import sequence
+from . import layer_norm, sequence
 from .blas import matmul_into
 from .common import Dims
 from .dtypes import cast, to_acc
@@ -30,10 +34,10 @@ from .workspace import empty
 SPEC = cell_spec("lstm")
 
 
-def variant_spec(w_hr: Any, w_ch: Any, forget_gate: bool) -> CellSpec:
+def variant_spec(w_hr: Any, w_ch: Any, forget_gate: bool, layer_norm: bool = False) -> CellSpec:
     """The spec of the LSTM variant the cell functions' keywords select."""
     return cell_spec("lstm", proj_size=0 if w_hr is None else int(w_hr.shape[0]),
-                     peephole=w_ch is not None, forget_gate=forget_gate)
+                     peephole=w_ch is not None, forget_gate=forget_gate, layer_norm=layer_norm)
 
 
 def projection_gradient(dhr: Any, m: Any, dims: Dims) -> Any:
@@ -97,6 +101,10 @@ def lstm_forward(
     recurrent_mask: Any = None,
     zoneout: Any = None,
     zoneout_cell: Any = None,
+    ln_ih: Any = None,
+    ln_hh: Any = None,
+    ln_c: Any = None,
+    ln_bc: Any = None,
 ) -> tuple[Any, Any, Any, sequence.SequenceCache]:
     """Run one LSTM layer-direction over a time-major sequence on the GPU.
 
@@ -120,6 +128,10 @@ def lstm_forward(
     zoneout, zoneout_cell : (T, B, P) and (T, B, H) zoneout masks of h and c (1 keeps the
         previous value: c_t = c_{t-1} + (1 - d_c)(c'_t - c_{t-1}), h_t likewise), same dtype,
         floats (their expectations, eval mode) or None (not with "persistent").
+    ln_ih, ln_hh : (G*H,); ln_c, ln_bc : (H,): the layer norm's gains and the cell's bias
+        (all four or none), same dtype; then Xp = LN(x W_ih^T) ln_ih + b, the recurrent
+        product is normalised the same way a step at a time, and h' = o tanh(LN(c') ln_c +
+        ln_bc) (kernels_cu/lstm_layer_norm.cu; not with "persistent").
 
     Returns
     -------
@@ -136,10 +148,14 @@ def lstm_forward(
     DeviceMemoryError, KernelLaunchError
         When the GPU runs out of memory or a launch fails; the message names what and shapes.
     """
-    spec = variant_spec(w_hr, w_ch, forget_gate)
+    norms = {"ln_ih": ln_ih, "ln_hh": ln_hh, "ln_c": ln_c, "ln_bc": ln_bc}
+    given = [n for n, v in norms.items() if v is not None]
+    if given and len(given) < len(norms):
+        raise ValueError(f"ln_ih, ln_hh, ln_c, ln_bc: expected all four or none, got {given}")
+    spec = variant_spec(w_hr, w_ch, forget_gate, bool(given))
     y, (h_n, c_n), cache = sequence.forward(spec, x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                                             name=name, algo=algo, graphs=graphs,
-                                            weights={"w_ch": w_ch, "w_hr": w_hr},
+                                            weights={"w_ch": w_ch, "w_hr": w_hr, **norms},
                                             recurrent_mask=recurrent_mask,
                                             zoneout=sequence.zoneout_arguments(
                                                 zh=zoneout, zc=zoneout_cell))
@@ -167,8 +183,9 @@ def lstm_backward(
     -------
     dx : (T, B, I); dh0, dc0 : (B, H); dw_ih : (G*H, I); dw_hh : (G*H, H);
     db_ih, db_hh : (G*H,) (equal), or None without bias; then dw_hr (P, H) when the forward
-    had a projection (dh0, dw_hh then P wide) and dw_ch ((G-1)*H,) when it had peepholes.
-    All fresh, in the storage dtype.
+    had a projection (dh0, dw_hh then P wide), dw_ch ((G-1)*H,) when it had peepholes, and
+    the gradients of ln_ih, ln_hh, ln_c, ln_bc with the layer norm. All fresh, in the storage
+    dtype.
 
     Raises
     ------
@@ -184,4 +201,6 @@ def lstm_backward(
         grads += (projection_gradient(loop["dhr"], cache.saved["m"], cache.dims),)
     if spec.options.peephole:
         grads += (peephole_gradient(loop["dgates"], cache.saved, spec, cache.dims),)
+    if spec.options.layer_norm:
+        grads += layer_norm.parameter_gradients(loop, cache.saved, cache.dims.dtype)
     return grads

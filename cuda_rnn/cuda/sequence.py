@@ -20,6 +20,10 @@ allocated before them: no allocation and no host synchronisation inside, so they
 captured. Zoneout needs no launch of its own: its masks (one element per step and unit,
 copied to the device once per forward) are optional arguments of the pointwise and
 projection kernels, which mix each state with its previous value and split its gradient.
+The layer-normalised LSTM launches its :attr:`CellSpec.step_kind` kernels,
+``lstm_<direction>_layer_norm`` (a block per batch row), in place of the pointwise ones; the
+normalisation of x W_ih^T runs before the forward loop and its backward after the backward
+one (:mod:`cuda_rnn.cuda.layer_norm`).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import numpy as np
 
 from ..cellspec import CellSpec
 from ..profiling import nvtx_range
-from . import persistent
+from . import layer_norm, persistent
 from .algo import check_step_loop, tf32_allowed
 from .blas import GemmPlan
 from .cellspec import allocate, arguments, describe_kernel, graph_key, peephole_size
@@ -49,7 +53,7 @@ from .common import (
 from .dtypes import acc_dtype, cast, dtype_name, storage_dtype, to_acc
 from .errors import device_errors
 from .graph import Buffers, GraphCache
-from .launch import BLOCK, launch, pointwise_grid
+from .launch import BLOCK, launch, pointwise_grid, step_launch_shape
 from .loader import get_kernel
 
 
@@ -139,14 +143,14 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
     also its GEMM and launch; with recurrent dropout one launch before the GEMM), nothing
     else."""
     T, B, H, P, dtype = dims.T, dims.B, dims.H, dims.P, dims.dtype
-    kernel = get_kernel(spec.source_file, spec.kernel_name("forward", "pointwise"), dtype,
+    kernel = get_kernel(spec.step_source, spec.kernel_name("forward", spec.step_kind), dtype,
                         spec.template_arguments)
     what = describe_kernel(spec, "forward", dims)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
     h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * P * h.itemsize, w_hh.data.ptr, hp.data.ptr
-    arrays, tail = arguments(spec, "forward", "pointwise", buffers), _tail(spec, dims)
-    grid, block = pointwise_grid(B * H), (BLOCK,)
+    arrays, tail = arguments(spec, "forward", spec.step_kind, buffers), _tail(spec, dims)
+    (grid, shared), block = step_launch_shape(spec.step_kind, B, H, hp.itemsize), (BLOCK,)
     projection = _ProjectionStep(spec, "forward", buffers, dims) if spec.projected else None
     dropout = None
     if "rmask" in buffers:  # the GEMM reads h~ = h_{t-1} * m, rewritten at every step
@@ -156,7 +160,7 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
         if dropout is not None:
             dropout.mask_input(t)
         gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
-        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
+        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what, shared)
         if projection is not None:
             projection.gemm_at(t)
             projection.launch_at(t)
@@ -167,7 +171,7 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     projection first its launch and GEMM; with recurrent dropout the GEMM writes dhr and one
     launch adds dhr * m into dh)."""
     T, B, H, dtype = dims.T, dims.B, dims.H, dims.dtype
-    kernel = get_kernel(spec.source_file, spec.kernel_name("backward", "pointwise"), dtype,
+    kernel = get_kernel(spec.step_source, spec.kernel_name("backward", spec.step_kind), dtype,
                         spec.template_arguments)
     what = describe_kernel(spec, "backward", dims)
     recurrent = spec.grads[1]
@@ -175,8 +179,8 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
     g_ptr, g_step = dg.data.ptr, B * spec.gates * H * dg.itemsize
     w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
-    arrays, tail = arguments(spec, "backward", "pointwise", buffers), _tail(spec, dims)
-    grid, block = pointwise_grid(B * H), (BLOCK,)
+    arrays, tail = arguments(spec, "backward", spec.step_kind, buffers), _tail(spec, dims)
+    (grid, shared), block = step_launch_shape(spec.step_kind, B, H, dh.itemsize), (BLOCK,)
     projection = _ProjectionStep(spec, "backward", buffers, dims) if spec.projected else None
     dropout = None
     if "rmask" in buffers:
@@ -188,7 +192,7 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
         if projection is not None:
             projection.launch_at(t)
             projection.gemm_at(t)
-        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what)
+        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what, shared)
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
         if dropout is not None:
             dropout.add_gradient()
@@ -224,13 +228,14 @@ def _cell_weights(spec: CellSpec, weights: dict[str, Any], dims: Dims) -> Buffer
     import cupy
 
     out = {}
+    sizes = {"C": peephole_size(spec, dims.H), "G": spec.gates * dims.H, "H": dims.H}
     for name in spec.weights:
-        size = peephole_size(spec, dims.H)
+        (size,) = (sizes[n] for n in spec.buffer(name).shape)
         given = weights.get(name)
         if given is None:
-            if spec.options.peephole:
-                raise ValueError(f"{name}: expected a ({size},) array for peephole=True, "
-                                 "got None")
+            if name != "w_ch" or spec.options.peephole:
+                raise ValueError(f"{name}: expected a ({size},) array for the "
+                                 f"{spec.variant} LSTM, got None")
             out[name] = cupy.zeros((1,), acc_dtype(dims.dtype))
             continue
         if tuple(given.shape) != (size,) or dtype_name(given.dtype) != dims.dtype:
@@ -291,10 +296,14 @@ def _zoneout_masks(spec: CellSpec, zoneout: dict[str, Any], dims: Dims) -> Buffe
 
 
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
-                       dims: Dims, op: str) -> Buffers:
-    """Xp (and the GRU's b_hh buffer "bh", zeros without bias) for one forward call."""
+                       dims: Dims, op: str, ln_ih: Any = None) -> Buffers:
+    """Xp (and the GRU's b_hh buffer "bh", zeros without bias; the layer-normalised LSTM's
+    "xhat" and "xrstd", normalised with the gain ``ln_ih``) for one forward call."""
     import cupy
 
+    if spec.options.layer_norm:  # the bias is added after the normalisation
+        raw = input_projection(x, w_ih, None, dims, spec.gates, op)
+        return layer_norm.input_projection(raw, ln_ih, summed_bias(b_ih, b_hh), dims.dtype)
     if not spec.bias_in_kernel:
         return {"xp": input_projection(x, w_ih, summed_bias(b_ih, b_hh), dims, spec.gates, op)}
     bias_ih = None if b_ih is None else to_acc(b_ih)
@@ -345,11 +354,14 @@ def forward(
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
         zones = _zoneout_masks(spec, zoneout, dims)
+        projected = _projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op,
+                                       (weights or {}).get("ln_ih"))
+        norms = {n: projected.pop(n) for n in spec.input_norms}  # not the loop's: no copy
         inputs = {"w_hh": w_hh, "lengths": step_lengths(lengths, dims),
                   **_cell_weights(spec, weights or {}, dims),
                   **_projection_weight(spec, (weights or {}).get("w_hr"), dims),
                   **_recurrent_mask(recurrent_mask, dims), **zones,
-                  **_projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op)}
+                  **projected}
         optional = (("rmask",) if masked else ()) + tuple(zones)
         if algo == "graph":
             out = graphs.run(graph_key(spec, "forward", dims) + optional,
@@ -370,6 +382,8 @@ def forward(
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
     saved = {n: out[n] for n in spec.saved} | {
         n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ()) + optional}
+    if spec.options.layer_norm:
+        saved.update(norms, ln_ih=weights["ln_ih"])
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
                           dims)
     return out["y"], finals, cache
@@ -443,11 +457,15 @@ def backward(
                 run_persistent(spec, plan, out, dims, tf32_allowed())
             else:
                 run_backward_steps(spec, out, dims, name)
-        d_input, d_recurrent = (out[g] for g in spec.grads)
+        d_input, d_recurrent = (out[g] for g in spec.grads[:2])
+        d_bias = None
+        if spec.options.layer_norm:  # dG reaches x W_ih^T through its normalisation
+            d_input, d_bias = layer_norm.input_gradient(d_input, cache.saved, dims.dtype)
         h_prev = cache.saved["h"][:dims.T]
         if masked:  # the GEMMs read h~_t = h_t * m: dW_hh = sum_t dHp_t^T h~_t
             h_prev = cast(to_acc(h_prev) * to_acc(cache.saved["rmask"]), dims.dtype)
         dx, dw_ih, dw_hh, db_ih, db_hh = backward_gemms(
-            d_input, d_recurrent, cache.x, cache.w_ih, h_prev, cache.has_bias, dims, op)
+            d_input, d_recurrent, cache.x, cache.w_ih, h_prev, cache.has_bias, dims, op,
+            d_bias)
         d_initial = tuple(cast(out[g], dims.dtype) for g in state_grads)
     return dx, d_initial, dw_ih, dw_hh, db_ih, db_hh, {g: out[g] for g in loop_grads}

@@ -75,6 +75,7 @@ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 """
 
 _EXTERN_SHARED = re.compile(r"extern\s+__shared__[^;]*?(\w+)\s*\[\s*\]\s*;")
+_BARRIER = re.compile(r"\b__syncthreads\s*\(")
 #: RawKernel by its ``kernel.ptr``, for the occupancy query.
 _KERNELS_BY_PTR: weakref.WeakValueDictionary[int, RawKernel] = weakref.WeakValueDictionary()
 
@@ -169,7 +170,9 @@ class RawModule:
     def compile(self, log_stream: Any = None) -> None:
         if self._library is None:
             names = self.name_expressions or ()
-            if self.enable_cooperative_groups:
+            # Threads that wait for each other need fibers; every other module runs thread
+            # after thread, which is far faster and computes the same.
+            if self.enable_cooperative_groups or _BARRIER.search(self.code):
                 tail = PTX_DEFINITIONS + _entry_points(names, _shared_array(self.code))
             else:
                 tail = _entry_points(names, None)

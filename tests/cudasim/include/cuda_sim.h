@@ -3,7 +3,8 @@
 //
 // A launch of an ordinary module runs every (block, thread) of the grid one after another on
 // the calling thread, so its threads cannot wait for each other. A module built with
-// enable_cooperative_groups runs every thread as a fiber instead (cuda_sim_fibers.h), with
+// enable_cooperative_groups, or whose source calls __syncthreads, runs every thread as a fiber
+// instead (cuda_sim_fibers.h), with
 // __syncthreads, dynamic shared memory, grid sync and the tensor-core instructions of the
 // persistent kernels. Inline PTX has no meaning here and fails the compile.
 #pragma once
@@ -116,7 +117,8 @@ int launch(void (*kernel)(Args...), const unsigned* grid, const unsigned* block,
 }
 
 // Runs the grid with a fiber per thread (a module built with enable_cooperative_groups, whose
-// every launch CuPy makes cooperative); shared_memory is the module's extern __shared__ array.
+// every launch CuPy makes cooperative, or one whose threads meet at __syncthreads);
+// shared_memory is the module's extern __shared__ array.
 template <typename... Args>
 int launch_cooperative(void (*kernel)(Args...), const unsigned* grid, const unsigned* block,
                        void** params, std::size_t shared_bytes, unsigned char* shared_memory) {
