@@ -2,9 +2,9 @@
 
 A cell runs the same backend forward and backward as the layers (see
 :mod:`cuda_rnn.backend`), described by its :class:`~cuda_rnn.cellspec.CellSpec`, over a
-sequence of one step. In training mode each forward pushes what its backward needs onto a stack and each
-backward pops the newest, so calling a cell T times and then ``backward`` T times is exact BPTT
-(the way to unroll a recurrence by hand). In eval mode nothing is kept.
+sequence of one step. In training mode each forward pushes what its backward needs onto a
+stack and each backward pops the newest, so calling a cell T times and then ``backward`` T
+times is exact BPTT (the way to unroll a recurrence by hand). In eval mode nothing is kept.
 
 The regularisers' masks come from the cell's generator ``rng``: zoneout's at every step, the
 recurrent and weight dropout masks once for a sequence (until :meth:`_Cell.reset_masks`).

@@ -86,21 +86,9 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
 #pragma unroll
     for (int k = 0; k < G; ++k) store(gates, s.gate(k), cell.gate[lstm_slot<ForgetGate>(k)]);
     store(tanh_c, s.here, cell.tanh_c);
-    const size_t next = s.here + s.n;
-    const bool valid = step_valid(lengths, s.b, t);
-    if (valid) store(c, next, Zoneout<T>{zc}.mix(load(c, s.here), cell.c, s.here));
-    if constexpr (Projection) {
-        store(y, s.here, cell.h);
-        if (!valid) c[next] = c[s.here];
-    } else if (valid) {
-        const A h_t = Zoneout<T>{zh}.mix(load(h, s.here), cell.h, s.here);
-        store(h, next, h_t);
-        store(y, s.here, h_t);
-    } else {
-        c[next] = c[s.here];
-        h[next] = h[s.here];
-        store(y, s.here, A(0));
-    }
+    lstm_store_step<T, Projection>(h, c, y, s.here, s.here + s.n,
+                                   step_valid(lengths, s.b, t), cell.c, cell.h,
+                                   Zoneout<T>{zh}, Zoneout<T>{zc});
 }
 
 template <typename T, bool Peephole, bool ForgetGate, bool Projection>

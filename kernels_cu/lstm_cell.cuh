@@ -9,8 +9,9 @@
 //   ForgetGate  false: f is the constant 1 (c_t = c_{t-1} + i g) and df is not formed
 // The unit's values always sit in slots i, f, g, o = 0..3 (slot 1 holds f = 1 without a
 // forget gate); the kernels map the slots to the G gate blocks of their arrays.
-// No arrays and no launch of its own: device functions on one unit's scalars, inlined into
-// the kernels, which save what backward reads (the gates after their nonlinearities, tanh(c_t)).
+// No launch of its own: device functions on one unit's scalars, inlined into the kernels,
+// which save what backward reads (the gates after their nonlinearities, tanh(c_t)); the last
+// writes a unit's states and output, the same in every kernel that steps the LSTM.
 #pragma once
 
 #include "common.cuh"
@@ -106,6 +107,29 @@ __device__ __forceinline__ A lstm_cell_dc_prev(const A (&gate)[4], A dc_t, const
         if constexpr (ForgetGate) dc_prev += dgate[1] * w.f;
     }
     return dc_prev;
+}
+
+// Writes step t's states and output from the new values c' and h' (m with Projection, which
+// goes to y while h waits for the projection kernel): at a valid step c_t and h_t with
+// zoneout applied and y_t = h_t; past the end the states are kept and y_t = 0. here indexes
+// row t of the states and of y, next row t+1 of the states.
+template <typename T, bool Projection>
+__device__ __forceinline__ void lstm_store_step(T* h, T* c, T* y, size_t here, size_t next,
+                                                bool valid, acc_t<T> c_new, acc_t<T> h_new,
+                                                Zoneout<T> zone_h, Zoneout<T> zone_c) {
+    if (valid) store(c, next, zone_c.mix(load(c, here), c_new, here));
+    if constexpr (Projection) {
+        store(y, here, h_new);
+        if (!valid) c[next] = c[here];
+    } else if (valid) {
+        const acc_t<T> h_t = zone_h.mix(load(h, here), h_new, here);
+        store(h, next, h_t);
+        store(y, here, h_t);
+    } else {
+        c[next] = c[here];
+        h[next] = h[here];
+        store(y, here, acc_t<T>(0));
+    }
 }
 
 }  // namespace cuda_rnn

@@ -132,21 +132,11 @@ __global__ void lstm_forward_layer_norm(
         // o again from its pre-activation, unrounded (the gates buffer holds it rounded).
         const int o_col = (G - 1) * H + j;
         A a_o = xp[grow + o_col] + (hp[row + o_col] - mean) * rstd * ln_hh[o_col];
-        if constexpr (Peephole) a_o += unit_peepholes<Peephole, ForgetGate>(w_ch, j, H).o * c_row[j];
-        const A h_new = sigmoid(a_o) * tn;
-        if (valid) store(c, next + j, Zoneout<T>{zc}.mix(load(c, here + j), c_row[j], here + j));
-        if constexpr (Projection) {
-            store(y, here + j, h_new);
-            if (!valid) c[next + j] = c[here + j];
-        } else if (valid) {
-            const A h_t = Zoneout<T>{zh}.mix(load(h, here + j), h_new, here + j);
-            store(h, next + j, h_t);
-            store(y, here + j, h_t);
-        } else {
-            c[next + j] = c[here + j];
-            h[next + j] = h[here + j];
-            store(y, here + j, A(0));
+        if constexpr (Peephole) {
+            a_o += unit_peepholes<Peephole, ForgetGate>(w_ch, j, H).o * c_row[j];
         }
+        lstm_store_step<T, Projection>(h, c, y, here + j, next + j, valid, c_row[j],
+                                       sigmoid(a_o) * tn, Zoneout<T>{zh}, Zoneout<T>{zc});
     }
 }
 
