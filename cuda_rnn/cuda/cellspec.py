@@ -45,6 +45,8 @@ def arguments(spec: CellSpec, direction: str, kind: str, buffers: Buffers) -> tu
     for a zoneout mask the call has not."""
     slots = spec.pointwise_slots if kind == spec.step_kind else {}
     names = [spec.aliases.get(n, slots.get(n, n)) for n in spec.args(direction, kind)]
+    # CuPy 14 passes None as a null pointer by value (CIntptr(0)); CuPy 13 passed a garbage
+    # address (cupy issue 9046), which the cupy>=14.2 requirement rules out.
     return tuple(buffers.get(n) if n in spec.zoneout else buffers[n] for n in names)
 
 
