@@ -149,6 +149,42 @@ def test_cooperative_launch_waits_at_barriers_and_grid_sync(rng: np.random.Gener
     np.testing.assert_allclose(out.get(), np.roll(want, -1), rtol=1e-5)
 
 
+# An ordinary (not cooperative) module whose threads meet at __syncthreads: each block sums
+# its row into shared memory, then every thread reads the total.
+BARRIER_SOURCE = r"""
+#include <cuda_fp16.h>
+
+__global__ void row_total(const float* x, float* out, int skip) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    float* partial = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x;
+    partial[t] = x[blockIdx.x * blockDim.x + t];
+    if (skip && t == 0) return;  // a thread skips the barrier
+    __syncthreads();
+    float s = 0;
+    for (int i = 0; i < blockDim.x; ++i) s += partial[i];
+    out[blockIdx.x * blockDim.x + t] = s;
+}
+"""
+
+
+def test_an_ordinary_module_with_barriers_runs_its_threads_together(
+        rng: np.random.Generator) -> None:
+    import cupy
+
+    module = cupy.RawModule(code=BARRIER_SOURCE, name_expressions=("row_total",))
+    kernel = module.get_function("row_total")
+    blocks, threads = 3, 32
+    x = cupy.asarray(rng.standard_normal(blocks * threads), cupy.float32)
+    out = cupy.empty(blocks * threads, cupy.float32)
+    kernel((blocks,), (threads,), (x, out, np.int32(0)), shared_mem=threads * 4)
+    want = np.repeat(x.get().reshape(blocks, threads).sum(axis=1), threads)
+    np.testing.assert_allclose(out.get(), want, rtol=1e-5)  # every thread saw every write
+    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="__syncthreads"):
+        kernel((blocks,), (threads,), (x, out, np.int32(1)), shared_mem=threads * 4)
+        cupy.cuda.Device().synchronize()
+
+
 @pytest.mark.parametrize("mode, message", [
     (1, r"block 0 cannot go on: 63 threads at __syncthreads; 1 threads returned"),
     (2, r"block \d wrote past its 256 bytes of dynamic shared memory"),
