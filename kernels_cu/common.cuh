@@ -7,9 +7,10 @@
 // - StepElement: the indices of the pointwise launch shape, one thread per (batch row b,
 //   hidden unit j), element e = b * H + j, 1-D grid of 1-D blocks.
 // - Zoneout: a state update state_t = old + take * (new - old) of a valid step, with
-//   take = 1 - d and d the zoneout mask's element (1 keeps the previous value); a null mask
-//   is no zoneout (take = 1). Forward mixes; backward splits the gradient reaching state_t
-//   into the new value's share (take times it) and the old value's (the rest).
+//   take = 1 - d and d the zoneout mask's element (1 keeps the previous value), or the
+//   probability p itself without a mask (eval mode); no mask and p = 0 is no zoneout.
+//   Forward mixes; backward splits the gradient reaching state_t into the new value's share
+//   (take times it) and the old value's (the rest).
 //
 // No kernels and nothing saved here. Included textually by cuda_rnn/cuda/loader.py (which
 // inlines it with #line markers), so the NVRTC log names this file and line on an error.
@@ -107,13 +108,15 @@ __device__ __forceinline__ bool step_valid(const int* lengths, int b, int t) {
     return t < lengths[b];
 }
 
-// zoneout: a [T][B][N] mask in the storage type (0 or 1 in training, the probability p in
-// eval mode), or null; i: the element's index in it ("here" of StepElement).
+// mask: a [T][B][N] mask in the storage type (0 or 1, training), or null; then p, the
+// probability itself (its expectation, eval mode), 0 for no zoneout. i: the element's index
+// in the mask ("here" of StepElement).
 template <typename T> struct Zoneout {
     const T* mask;
-    __device__ __forceinline__ bool on() const { return mask != nullptr; }
+    acc_t<T> p;
+    __device__ __forceinline__ bool on() const { return mask != nullptr || p != acc_t<T>(0); }
     __device__ __forceinline__ acc_t<T> take(size_t i) const {
-        return on() ? acc_t<T>(1) - load(mask, i) : acc_t<T>(1);
+        return acc_t<T>(1) - (mask != nullptr ? load(mask, i) : p);
     }
     __device__ __forceinline__ acc_t<T> mix(acc_t<T> old, acc_t<T> next, size_t i) const {
         return on() ? old + take(i) * (next - old) : next;

@@ -26,7 +26,8 @@
 //   y      T[T][B][H];  gates T[T][B][3H];  hn T[T][B][H]
 //   dy     T[T][B][H];  dh acc_t[B][H] (read and overwritten);  dxp, dhp T[T][B][3H]
 //   lengths int[B], every value in [1, T]
-//   zh     T[T][B][H]        zoneout mask of h, or null for none
+//   zh     T[T][B][H]        zoneout mask of h, or null (then ph, the probability, eval
+//                            mode; 0: none)
 // Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
 // The per-unit math is in gru_cell.cuh, shared with the persistent kernels.
 #include "common.cuh"
@@ -40,7 +41,8 @@ __global__ void gru_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                       const acc_t<T>* __restrict__ bh, T* __restrict__ h,
                                       T* __restrict__ y, T* __restrict__ gates,
                                       T* __restrict__ hn, const int* __restrict__ lengths,
-                                      const T* __restrict__ zh, int t, int B, int H) {
+                                      const T* __restrict__ zh, int t, int B, int H,
+                                      acc_t<T> ph) {
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 3);
     if (!s.in_range()) return;
@@ -56,7 +58,7 @@ __global__ void gru_forward_pointwise(const acc_t<T>* __restrict__ xp,
     store(hn, s.here, a_rec[2]);
     const size_t next = s.here + s.n;
     if (step_valid(lengths, s.b, t)) {
-        const A h_t = Zoneout<T>{zh}.mix(load(h, s.here), cell.h, s.here);
+        const A h_t = Zoneout<T>{zh, ph}.mix(load(h, s.here), cell.h, s.here);
         store(h, next, h_t);
         store(y, s.here, h_t);
     } else {
@@ -70,7 +72,8 @@ __global__ void gru_backward_pointwise(const T* __restrict__ gates, const T* __r
                                        const T* __restrict__ h, const T* __restrict__ dy,
                                        acc_t<T>* __restrict__ dh, T* __restrict__ dxp,
                                        T* __restrict__ dhp, const int* __restrict__ lengths,
-                                       const T* __restrict__ zh, int t, int B, int H) {
+                                       const T* __restrict__ zh, int t, int B, int H,
+                                      acc_t<T> ph) {
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 3);
     if (!s.in_range()) return;
@@ -84,7 +87,7 @@ __global__ void gru_backward_pointwise(const T* __restrict__ gates, const T* __r
     A gate[3], d_in[3], d_rec[3];
 #pragma unroll
     for (int k = 0; k < 3; ++k) gate[k] = load(gates, s.gate(k));
-    const Zoneout<T> zoneout{zh};
+    const Zoneout<T> zoneout{zh, ph};
     const A total = dh[s.e] + load(dy, s.here);
     dh[s.e] = gru_cell_backward(gate, load(hn, s.here), load(h, s.here),
                                 zoneout.share(total, s.here), d_in, d_rec) +

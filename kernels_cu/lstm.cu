@@ -53,9 +53,10 @@
 //   dy     T[T][B][H];  dh, dc  acc_t[B][H] (read and overwritten);  dgates T[T][B][G*H]
 //   dhr    T[T][B][P]        dL/dh_t of each valid step, zero past the end (Projection)
 //   lengths int[B], every value in [1, T]
-//   zh, zc T[T][B][P], T[T][B][H]  zoneout masks of h and c, each or both null for none (zh
-//                            is read by the projection kernels, not by the pointwise ones,
-//                            with Projection)
+//   zh, zc T[T][B][P], T[T][B][H]  zoneout masks of h and c, or null: then the scalars ph, pc
+//                            (the probabilities, eval mode; 0 for none) after H (P). zh and
+//                            ph are read by the projection kernels, not by the pointwise
+//                            ones, with Projection
 // Launch: one thread per (b, j), e = b * H + j < B * H (b * P + p < B * P for the projection
 // kernels); 1-D blocks (256 threads), 1-D grid.
 // The per-unit math is in lstm_cell.cuh, shared with the persistent kernels.
@@ -73,7 +74,7 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                        T* __restrict__ tanh_c,
                                        const int* __restrict__ lengths,
                                        const T* __restrict__ zh, const T* __restrict__ zc,
-                                       int t, int B, int H) {
+                                       int t, int B, int H, acc_t<T> ph, acc_t<T> pc) {
     using A = acc_t<T>;
     constexpr int G = lstm_gate_count<ForgetGate>();
     const StepElement s = step_element(t, B, H, G);
@@ -88,7 +89,7 @@ __global__ void lstm_forward_pointwise(const acc_t<T>* __restrict__ xp,
     store(tanh_c, s.here, cell.tanh_c);
     lstm_store_step<T, Projection>(h, c, y, s.here, s.here + s.n,
                                    step_valid(lengths, s.b, t), cell.c, cell.h,
-                                   Zoneout<T>{zh}, Zoneout<T>{zc});
+                                   Zoneout<T>{zh, ph}, Zoneout<T>{zc, pc});
 }
 
 template <typename T, bool Peephole, bool ForgetGate, bool Projection>
@@ -99,7 +100,7 @@ __global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
                                         T* __restrict__ dgates,
                                         const int* __restrict__ lengths,
                                         const T* __restrict__ zh, const T* __restrict__ zc,
-                                        int t, int B, int H) {
+                                        int t, int B, int H, acc_t<T> ph, acc_t<T> pc) {
     using A = acc_t<T>;
     constexpr int G = lstm_gate_count<ForgetGate>();
     const StepElement s = step_element(t, B, H, G);
@@ -115,7 +116,8 @@ __global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
     for (int k = 0; k < G; ++k) gate[lstm_slot<ForgetGate>(k)] = load(gates, s.gate(k));
     const Peepholes<A> w = unit_peepholes<Peephole, ForgetGate>(w_ch, s.j, H);
     // With Projection dh is dm, whose zoneout share lstm_backward_projection already took.
-    const Zoneout<T> zone_h{Projection ? nullptr : zh}, zone_c{zc};
+    const Zoneout<T> zone_h{Projection ? nullptr : zh, Projection ? acc_t<T>(0) : ph},
+        zone_c{zc, pc};
     const A total_h = Projection ? dh[s.e] : dh[s.e] + load(dy, s.here);
     const A total_c = dc[s.e];
     const A dc_t = lstm_cell_backward<Peephole, ForgetGate>(
@@ -133,11 +135,12 @@ __global__ void lstm_backward_pointwise(const acc_t<T>* __restrict__ w_ch,
 template <typename T>
 __global__ void lstm_forward_projection(T* __restrict__ h, T* __restrict__ y,
                                         const int* __restrict__ lengths,
-                                        const T* __restrict__ zh, int t, int B, int P) {
+                                        const T* __restrict__ zh, int t, int B, int P,
+                                        acc_t<T> ph) {
     const StepElement s = step_element(t, B, P, 1);
     if (!s.in_range()) return;
     const size_t next = s.here + s.n;
-    const Zoneout<T> zoneout{zh};
+    const Zoneout<T> zoneout{zh, ph};
     if (step_valid(lengths, s.b, t)) {
         if (zoneout.on()) store(h, next, zoneout.mix(load(h, s.here), load(h, next), s.here));
         y[s.here] = h[next];
@@ -153,11 +156,12 @@ __global__ void lstm_forward_projection(T* __restrict__ h, T* __restrict__ y,
 template <typename T>
 __global__ void lstm_backward_projection(const T* __restrict__ dy, acc_t<T>* __restrict__ dh,
                                          T* __restrict__ dhr, const int* __restrict__ lengths,
-                                         const T* __restrict__ zh, int t, int B, int P) {
+                                         const T* __restrict__ zh, int t, int B, int P,
+                                        acc_t<T> ph) {
     const StepElement s = step_element(t, B, P, 1);
     if (!s.in_range()) return;
     if (step_valid(lengths, s.b, t)) {
-        const Zoneout<T> zoneout{zh};
+        const Zoneout<T> zoneout{zh, ph};
         const acc_t<T> total = dh[s.e] + load(dy, s.here);
         store(dhr, s.here, zoneout.share(total, s.here));
         dh[s.e] = zoneout.keep(total, s.here);

@@ -35,7 +35,8 @@
 //   hhat    T[T][B][G*H];  chat T[T][B][H];  hrstd, crstd acc_t[T][B]
 //   cnew    acc_t[B][H]        c' of this step (scratch between the two normalisations)
 //   dy T[T][B][H];  dh, dc acc_t[B][H] (read and overwritten);  dgates, dhp T[T][B][G*H]
-//   dn      acc_t[T][B][H];  lengths int[B];  zh, zc T[T][B][P], T[T][B][H] or null
+//   dn      acc_t[T][B][H];  lengths int[B];  zh, zc T[T][B][P], T[T][B][H] or null, with
+//           the scalars ph, pc after H, as in lstm.cu
 // Launch: grid (B), one block per row, blockDim.x = 256 (a power of two); dynamic shared
 // memory blockDim.x * sizeof(acc_t) for the row sums.
 #include "common.cuh"
@@ -90,7 +91,7 @@ __global__ void lstm_forward_layer_norm(
     T* __restrict__ hhat, acc_t<T>* __restrict__ hrstd, T* __restrict__ chat,
     acc_t<T>* __restrict__ crstd, acc_t<T>* __restrict__ cnew,
     const int* __restrict__ lengths, const T* __restrict__ zh, const T* __restrict__ zc, int t,
-    int B, int H) {
+    int B, int H, acc_t<T> ph, acc_t<T> pc) {
     using A = acc_t<T>;
     constexpr int G = lstm_gate_count<ForgetGate>();
     const int b = blockIdx.x, GH = G * H;
@@ -136,7 +137,8 @@ __global__ void lstm_forward_layer_norm(
             a_o += unit_peepholes<Peephole, ForgetGate>(w_ch, j, H).o * c_row[j];
         }
         lstm_store_step<T, Projection>(h, c, y, here + j, next + j, valid, c_row[j],
-                                       sigmoid(a_o) * tn, Zoneout<T>{zh}, Zoneout<T>{zc});
+                                       sigmoid(a_o) * tn, Zoneout<T>{zh, ph},
+                                       Zoneout<T>{zc, pc});
     }
 }
 
@@ -150,7 +152,7 @@ __global__ void lstm_backward_layer_norm(
     const T* __restrict__ dy, acc_t<T>* __restrict__ dh, acc_t<T>* __restrict__ dc,
     T* __restrict__ dgates, T* __restrict__ dhp, acc_t<T>* __restrict__ dn,
     const int* __restrict__ lengths, const T* __restrict__ zh, const T* __restrict__ zc, int t,
-    int B, int H) {
+    int B, int H, acc_t<T> ph, acc_t<T> pc) {
     using A = acc_t<T>;
     constexpr int G = lstm_gate_count<ForgetGate>();
     const int b = blockIdx.x, GH = G * H;
@@ -167,7 +169,8 @@ __global__ void lstm_backward_layer_norm(
         return;
     }
     // With Projection dh is dm, whose zoneout share lstm_backward_projection already took.
-    const Zoneout<T> zone_h{Projection ? nullptr : zh}, zone_c{zc};
+    const Zoneout<T> zone_h{Projection ? nullptr : zh, Projection ? acc_t<T>(0) : ph},
+        zone_c{zc, pc};
     auto total_h = [&](int j) {
         return Projection ? dh[state + j] : dh[state + j] + load(dy, here + j);
     };

@@ -18,7 +18,7 @@
 //   xp  acc_t[T][B][H];  hp acc_t[B][H];  h T[T+1][B][H] (step t reads t, writes t+1)
 //   y, act, dy, da  T[T][B][H];  dh acc_t[B][H] (read and overwritten)
 //   lengths int[B], every value in [1, T]
-//   zh  T[T][B][H] zoneout mask of h, or null for none
+//   zh  T[T][B][H] zoneout mask of h, or null (then ph, the probability, eval mode; 0: none)
 // Launch: one thread per (b, j), e = b * H + j < B * H; 1-D blocks (256 threads), 1-D grid.
 #include "common.cuh"
 
@@ -44,7 +44,7 @@ __global__ void rnn_forward_pointwise(const acc_t<T>* __restrict__ xp,
                                       T* __restrict__ y, T* __restrict__ act,
                                       const int* __restrict__ lengths,
                                       const T* __restrict__ zh, int t, int B, int H,
-                                      int nonlinearity) {
+                                      int nonlinearity, acc_t<T> ph) {
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 1);
     if (!s.in_range()) return;
@@ -52,7 +52,7 @@ __global__ void rnn_forward_pointwise(const acc_t<T>* __restrict__ xp,
     store(act, s.here, a);
     const size_t next = s.here + s.n;
     if (step_valid(lengths, s.b, t)) {
-        const A h_t = Zoneout<T>{zh}.mix(load(h, s.here), a, s.here);
+        const A h_t = Zoneout<T>{zh, ph}.mix(load(h, s.here), a, s.here);
         store(h, next, h_t);
         store(y, s.here, h_t);
     } else {
@@ -66,7 +66,7 @@ __global__ void rnn_backward_pointwise(const T* __restrict__ act, const T* __res
                                        acc_t<T>* __restrict__ dh, T* __restrict__ da,
                                        const int* __restrict__ lengths,
                                        const T* __restrict__ zh, int t, int B, int H,
-                                       int nonlinearity) {
+                                       int nonlinearity, acc_t<T> ph) {
     using A = acc_t<T>;
     const StepElement s = step_element(t, B, H, 1);
     if (!s.in_range()) return;
@@ -74,7 +74,7 @@ __global__ void rnn_backward_pointwise(const T* __restrict__ act, const T* __res
         store(da, s.here, A(0));
         return;
     }
-    const Zoneout<T> zoneout{zh};
+    const Zoneout<T> zoneout{zh, ph};
     const A total = dh[s.e] + load(dy, s.here);
     store(da, s.here,
           zoneout.share(total, s.here) * derivative(load(act, s.here), nonlinearity));

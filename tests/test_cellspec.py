@@ -19,7 +19,8 @@ from cuda_rnn.cellspec import (
 )
 
 ALL_SPECS = [cell_spec("rnn", nonlinearity=n) for n in NONLINEARITIES] + [
-    SPECS["lstm"], SPECS["gru"], cell_spec("lstm", peephole=True, forget_gate=False)]
+    SPECS["lstm"], SPECS["gru"], cell_spec("lstm", peephole=True, forget_gate=False),
+    cell_spec("lstm", layer_norm=True, proj_size=2)]
 
 
 def _signature(source: str, kernel: str) -> list[tuple[str, bool]]:
@@ -36,12 +37,16 @@ def _signature(source: str, kernel: str) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: f"{s.cell}-{s.variant}")
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_pointwise_arguments_are_the_kernel_signature(spec, direction: str) -> None:
-    params = _signature(loader.read_source_file(spec.source_file),
-                        spec.kernel_name(direction, "pointwise"))
+    params = _signature(loader.read_source_file(spec.step_source),
+                        spec.kernel_name(direction, spec.step_kind))
     pointers = [n for n, is_pointer in params if is_pointer]
-    ints = [n for n, is_pointer in params if not is_pointer]
-    assert tuple(pointers) == spec.args(direction, "pointwise")
-    assert ints[:3] == ["t", "B", "H"] and len(ints) == 3 + len(spec.extra_args)
+    scalars = [n for n, is_pointer in params if not is_pointer]
+    assert tuple(pointers) == spec.args(direction, spec.step_kind)
+    # t, B, H, the extra ints, then zoneout's probability for each mask (ph, pc)
+    expectations = [f"p{name[1:]}" for name in spec.zoneout]
+    assert scalars[:3] == ["t", "B", "H"] and len(scalars) == 3 + len(spec.extra_args) + len(
+        expectations)
+    assert scalars[3 + len(spec.extra_args):] == expectations
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -24,9 +24,9 @@ def test_kernel_argument_of_the_wrong_element_type_is_refused(rng: np.random.Gen
     h = cupy.empty((2, B, H), cupy.float32)
     y, act = cupy.empty((1, B, H), cupy.float32), cupy.empty((1, B, H), cupy.float32)
     lengths = cupy.ones(B, cupy.int32)
-    # None: no zoneout mask, a null pointer
+    # None and 0: no zoneout mask (a null pointer) and no zoneout probability
     args = (xp, hp, h, y, act, lengths, None, np.int32(0), np.int32(B), np.int32(H),
-            np.int32(0))
+            np.int32(0), np.float32(0))
     with pytest.raises(TypeError, match=r"argument 0: the kernel takes float\*, got double\*"):
         kernel((1,), (32,), args)
     with pytest.raises(TypeError, match=r"argument 7: the kernel takes int, got long long"):
@@ -45,7 +45,7 @@ def test_kernel_runs_the_real_source(rng: np.random.Generator) -> None:
     y, act = cupy.empty((1, B, H)), cupy.empty((1, B, H))
     lengths = cupy.asarray([1, 0, 1], cupy.int32)  # row 1 is past its end at t = 0
     kernel((1,), (64,), (cupy.asarray(xp), cupy.asarray(hp), h, y, act, lengths, None,
-                         np.int32(0), np.int32(B), np.int32(H), np.int32(0)))
+                         np.int32(0), np.int32(B), np.int32(H), np.int32(0), np.float64(0)))
     want = np.tanh(xp[0] + hp)
     got_h, got_y = h.get(), y.get()
     np.testing.assert_allclose(got_h[1][[0, 2]], want[[0, 2]], rtol=1e-12)

@@ -50,7 +50,7 @@ from .common import (
     summed_bias,
     time_steps,
 )
-from .dtypes import acc_dtype, cast, dtype_name, storage_dtype, to_acc
+from .dtypes import acc_dtype, cast, dtype_name, to_acc
 from .errors import device_errors
 from .graph import Buffers, GraphCache
 from .launch import BLOCK, launch, pointwise_grid, step_launch_shape
@@ -62,6 +62,8 @@ class SequenceCache(NamedTuple):
 
     saved : the spec's saved buffers and its own weights by name (fresh arrays, whichever
         ``algo`` ran).
+    expectations : zoneout's probabilities by mask name where it ran without masks (eval
+        mode), else empty.
     """
 
     spec: CellSpec
@@ -72,10 +74,17 @@ class SequenceCache(NamedTuple):
     saved: dict[str, Any]
     has_bias: bool
     dims: Dims
+    expectations: dict[str, float] = {}
 
 
-def _tail(spec: CellSpec, dims: Dims) -> tuple[np.int32, ...]:
-    return (np.int32(dims.B), np.int32(dims.H), *map(np.int32, spec.extra_args))
+def _expectation(expectations: dict[str, float], name: str, dims: Dims) -> Any:
+    """Zoneout's probability for mask ``name`` as the kernels' accumulator scalar (0: none)."""
+    return acc_dtype(dims.dtype).type(expectations.get(name, 0.0))
+
+
+def _tail(spec: CellSpec, dims: Dims, expectations: dict[str, float]) -> tuple[Any, ...]:
+    return (np.int32(dims.B), np.int32(dims.H), *map(np.int32, spec.extra_args),
+            *(_expectation(expectations, n, dims) for n in spec.zoneout))
 
 
 class _ProjectionStep:
@@ -83,14 +92,15 @@ class _ProjectionStep:
     the GEMM h_{t+1} = m_t W_hr^T then ``lstm_forward_projection``; backward
     ``lstm_backward_projection`` then the GEMM dm = dhr_t W_hr."""
 
-    def __init__(self, spec: CellSpec, direction: str, buffers: Buffers, dims: Dims) -> None:
+    def __init__(self, spec: CellSpec, direction: str, buffers: Buffers, dims: Dims,
+                 expectations: dict[str, float]) -> None:
         B, H, P = dims.B, dims.H, dims.P
         self.kernel = get_kernel(spec.source_file, spec.kernel_name(direction, "projection"),
                                  dims.dtype)
         self.what = (f"{spec.kernel_name(direction, 'projection')}<{dims.dtype}> "
                      f"(B={B}, P={P})")
         self.arrays = arguments(spec, direction, "projection", buffers)
-        self.tail = (np.int32(B), np.int32(P))
+        self.tail = (np.int32(B), np.int32(P), _expectation(expectations, "zh", dims))
         self.grid = pointwise_grid(B * P)
         w_hr = buffers["w_hr"]
         self.w_ptr = w_hr.data.ptr
@@ -138,7 +148,8 @@ class _RecurrentDropout:
         launch(self.kernel, self.grid, (BLOCK,), (*self.head, self.n), self.what)
 
 
-def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
+def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
+                      expectations: dict[str, float]) -> None:
     """The forward step loop: per step one GEMM and one pointwise launch (with a projection
     also its GEMM and launch; with recurrent dropout one launch before the GEMM), nothing
     else."""
@@ -149,9 +160,11 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
     h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * P * h.itemsize, w_hh.data.ptr, hp.data.ptr
-    arrays, tail = arguments(spec, "forward", spec.step_kind, buffers), _tail(spec, dims)
+    arrays = arguments(spec, "forward", spec.step_kind, buffers)
+    tail = _tail(spec, dims, expectations)
     (grid, shared), block = step_launch_shape(spec.step_kind, B, H, hp.itemsize), (BLOCK,)
-    projection = _ProjectionStep(spec, "forward", buffers, dims) if spec.projected else None
+    projection = (_ProjectionStep(spec, "forward", buffers, dims, expectations)
+                  if spec.projected else None)
     dropout = None
     if "rmask" in buffers:  # the GEMM reads h~ = h_{t-1} * m, rewritten at every step
         dropout = _RecurrentDropout("forward", buffers, dims)
@@ -166,7 +179,8 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -
             projection.launch_at(t)
 
 
-def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) -> None:
+def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
+                      expectations: dict[str, float]) -> None:
     """The backward step loop: per step (reversed) one pointwise launch and one GEMM (with a
     projection first its launch and GEMM; with recurrent dropout the GEMM writes dhr and one
     launch adds dhr * m into dh)."""
@@ -179,9 +193,11 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str) 
     gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
     g_ptr, g_step = dg.data.ptr, B * spec.gates * H * dg.itemsize
     w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
-    arrays, tail = arguments(spec, "backward", spec.step_kind, buffers), _tail(spec, dims)
+    arrays = arguments(spec, "backward", spec.step_kind, buffers)
+    tail = _tail(spec, dims, expectations)
     (grid, shared), block = step_launch_shape(spec.step_kind, B, H, dh.itemsize), (BLOCK,)
-    projection = _ProjectionStep(spec, "backward", buffers, dims) if spec.projected else None
+    projection = (_ProjectionStep(spec, "backward", buffers, dims, expectations)
+                  if spec.projected else None)
     dropout = None
     if "rmask" in buffers:
         dropout = _RecurrentDropout("backward", buffers, dims)
@@ -273,26 +289,25 @@ def zoneout_arguments(**masks: Any) -> dict[str, Any]:
     return {name: mask for name, mask in masks.items() if mask is not None}
 
 
-def _zoneout_masks(spec: CellSpec, zoneout: dict[str, Any], dims: Dims) -> Buffers:
+def _zoneout_masks(spec: CellSpec, zoneout: dict[str, Any],
+                   dims: Dims) -> tuple[Buffers, dict[str, float]]:
     """The zoneout masks by buffer name ("zh", "zc"), each (T, B, size of its state) in the
-    storage dtype and C-contiguous; a float (eval mode's expectation) becomes a mask filled
-    with it."""
-    import cupy
-
-    out = {}
+    storage dtype and C-contiguous, and the probabilities given as floats instead (eval
+    mode's expectations, which the kernels take as scalars)."""
+    out, expectations = {}, {}
     sizes = dict(zip(spec.zoneout, (dims.P, dims.H)))
     for name, mask in zoneout.items():
         if name not in sizes:
             raise ValueError(f"zoneout: expected masks named in {spec.zoneout}, got {name!r}")
         shape = (dims.T, dims.B, sizes[name])
         if isinstance(mask, float):
-            out[name] = cupy.full(shape, mask, dtype=storage_dtype(dims.dtype))
+            expectations[name] = mask
             continue
         if tuple(mask.shape) != shape or dtype_name(mask.dtype) != dims.dtype:
             raise ValueError(f"{name}: expected a zoneout mask of shape {shape} dtype "
                              f"{dims.dtype}, got {tuple(mask.shape)} {dtype_name(mask.dtype)}")
         out[name] = contiguous(mask)[0]
-    return out
+    return out, expectations
 
 
 def _projection_inputs(spec: CellSpec, x: Any, w_ih: Any, b_ih: Any, b_hh: Any,
@@ -353,7 +368,7 @@ def forward(
     op = f"{spec.cell}_forward"
     with nvtx_range(name), device_errors(dims.describe(op)):
         x, w_ih, w_hh = contiguous(x, w_ih, w_hh)
-        zones = _zoneout_masks(spec, zoneout, dims)
+        zones, expectations = _zoneout_masks(spec, zoneout, dims)
         projected = _projection_inputs(spec, x, w_ih, b_ih, b_hh, dims, op,
                                        (weights or {}).get("ln_ih"))
         norms = {n: projected.pop(n) for n in spec.input_norms}  # not the loop's: no copy
@@ -363,11 +378,13 @@ def forward(
                   **_recurrent_mask(recurrent_mask, dims), **zones,
                   **projected}
         optional = (("rmask",) if masked else ()) + tuple(zones)
-        if algo == "graph":
-            out = graphs.run(graph_key(spec, "forward", dims) + optional,
+        if algo == "graph":  # the probabilities are baked into the captured launches
+            out = graphs.run(graph_key(spec, "forward", dims) + optional
+                             + tuple(sorted(expectations.items())),
                              lambda: _static_forward_buffers(spec, dims, f"{op} graph",
                                                              extra + tuple(inputs)),
-                             lambda buffers: run_forward_steps(spec, buffers, dims, name),
+                             lambda buffers: run_forward_steps(spec, buffers, dims, name,
+                                                               expectations),
                              {**inputs, **initial}, ("y",) + spec.saved)
         else:
             out = {**allocate(
@@ -378,14 +395,14 @@ def forward(
             if plan is not None:
                 run_persistent(spec, plan, out, dims, tf32_allowed())
             else:
-                run_forward_steps(spec, out, dims, name)
+                run_forward_steps(spec, out, dims, name, expectations)
         finals = tuple(out[s][dims.T].copy() for s in spec.states)
     saved = {n: out[n] for n in spec.saved} | {
         n: inputs[n] for n in spec.weights + (("w_hr",) if spec.projected else ()) + optional}
     if spec.options.layer_norm:
         saved.update(norms, ln_ih=weights["ln_ih"])
     cache = SequenceCache(spec, x, w_ih, w_hh, inputs["lengths"], saved, b_ih is not None,
-                          dims)
+                          dims, expectations)
     return out["y"], finals, cache
 
 
@@ -431,8 +448,9 @@ def backward(
     check_dy(dy, dims, cache.x.dtype)
     masked = "rmask" in cache.saved
     zones = tuple(n for n in spec.zoneout if n in cache.saved)
+    expectations = cache.expectations
     if algo == "persistent":
-        _check_persistent(spec, masked, bool(zones))
+        _check_persistent(spec, masked, bool(zones or expectations))
     plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{cell}_backward"
@@ -447,16 +465,18 @@ def backward(
         loop_grads = tuple(dict.fromkeys(spec.grads)) + (("dhr",) if spec.projected else ())
         if algo == "graph":
             out = graphs.run(graph_key(spec, "backward", dims)
-                             + (("rmask",) if masked else ()) + zones,
+                             + (("rmask",) if masked else ()) + zones
+                             + tuple(sorted(expectations.items())),
                              lambda: allocate(spec, names, dims, f"{op} graph"),
-                             lambda buffers: run_backward_steps(spec, buffers, dims, name),
+                             lambda buffers: run_backward_steps(spec, buffers, dims, name,
+                                                                expectations),
                              inputs, loop_grads + state_grads)
         else:
             out = {**allocate(spec, [n for n in names if n not in inputs], dims, op), **inputs}
             if plan is not None:
                 run_persistent(spec, plan, out, dims, tf32_allowed())
             else:
-                run_backward_steps(spec, out, dims, name)
+                run_backward_steps(spec, out, dims, name, expectations)
         d_input, d_recurrent = (out[g] for g in spec.grads[:2])
         d_bias = None
         if spec.options.layer_norm:  # dG reaches x W_ih^T through its normalisation
