@@ -285,6 +285,33 @@ def test_regularised_layer_matches_cpu_with_the_same_masks(rng: np.random.Genera
         layer(x)
 
 
+@pytest.mark.parametrize("algo, options, shape, dtype", [
+    ("alternating", dict(peephole=True, zoneout=0.3, zoneout_cell=0.2), (6, 4, 7), "float64"),
+    ("graph", dict(peephole=True, zoneout=0.3, zoneout_cell=0.2), (6, 4, 7), "float64"),
+    # a call whose plain backward "auto" would run persistent, which takes no zoneout
+    ("auto", dict(zoneout=0.3, zoneout_cell=0.2), (100, 16, 64), "float32"),
+], ids=["peephole-alternating", "peephole-graph", "plain-auto"])
+def test_eval_mode_zoneout_backward_on_cuda_matches_the_cpu(
+        rng: np.random.Generator, algo: str, options: dict, shape: tuple, dtype: str) -> None:
+    import cuda_rnn as cr
+    from cuda_helpers import assert_matches
+
+    T, B, H = shape
+    cpu = cr.LSTM(3, H, dtype="float64", device="cpu", seed=5, **options).eval()
+    gpu = cr.LSTM(3, H, dtype=dtype, device="cuda", seed=5, algo=algo, **options).eval()
+    gpu.load_state_dict({k: _host(v) for k, v in cpu.state_dict().items()})
+    cpu.load_state_dict({k: _host(v) for k, v in gpu.state_dict().items()})  # rounded alike
+    x, dy = rng.standard_normal((T, B, 3)), rng.standard_normal((T, B, H))
+    for layer in (cpu, gpu):
+        layer(x)
+    dx_gpu, _ = gpu.backward(dy)
+    dx_cpu, _ = cpu.backward(dy)
+    assert_matches(dx_gpu, dx_cpu, dtype, "dx")
+    for name in cpu.grads:
+        assert_matches(gpu.grads[name], cpu.grads[name], dtype, f"grad {name}")
+    assert gpu.algo_used != "persistent"
+
+
 @pytest.mark.parametrize("algo", ["alternating", "graph"])
 @pytest.mark.parametrize("cell, options", [
     ("LSTM", dict(zoneout=0.3, zoneout_cell=0.2)), ("GRU", dict(zoneout=0.3)),

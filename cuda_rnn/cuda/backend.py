@@ -147,8 +147,9 @@ class CudaBackend:
                  algo: str = "alternating", name: str = "") -> Backward:
         """BPTT over the matching forward (``<cell>_backward``)."""
         dims = cache.dims
+        present = set(cache.zoned) | ({"rmask"} & set(cache.saved))
         choice = self.choose(spec, algo, "backward", dims.T, dims.B, dims.H, dims.dtype,
-                             tuple(m for m, b in MASK_BUFFERS.items() if b in cache.saved))
+                             tuple(m for m, b in MASK_BUFFERS.items() if b in present))
         out = cell_functions(spec.cell)[1](
             dy, *dstates, cache, name=name or f"cuda_rnn/{spec.cell}/backward",
             algo=choice.used, graphs=self.graphs)

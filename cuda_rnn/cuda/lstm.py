@@ -60,20 +60,21 @@ def new_cell_states(saved: dict[str, Any], spec: CellSpec, dims: Dims) -> Any:
     return carried + block["i"] * block["g"]
 
 
-def peephole_gradient(d_gates: Any, saved: dict[str, Any], spec: CellSpec, dims: Dims) -> Any:
+def peephole_gradient(d_gates: Any, cache: sequence.SequenceCache) -> Any:
     """dw_ch: sum over steps and batch of da_i c_{t-1}, da_f c_{t-1} and da_o c'_t, in the
     order of w_ch, accumulated in the accumulator dtype and rounded once to storage.
 
     ``d_gates`` is the (T, B, G*H) pre-activation gradient (zero past each sequence's end, so
-    the states kept there add nothing); ``saved`` the forward's buffers: the (T+1, B, H) cell
-    states "c", where c'_t = c_t unless zoneout ("zc") mixed them, then c'_t is recomputed
-    from the saved gates.
+    the states kept there add nothing); ``cache`` the forward's, whose (T+1, B, H) cell
+    states "c" are c'_t unless zoneout mixed them (``cache.zoned`` holds "zc", in training
+    or eval mode), when c'_t is recomputed from the saved gates.
     """
     import cupy
 
+    spec, dims, saved = cache.spec, cache.dims, cache.saved
     T, H = dims.T, dims.H
     d, c = to_acc(d_gates), to_acc(saved["c"])
-    c_new = new_cell_states(saved, spec, dims) if "zc" in saved else c[1 : T + 1]
+    c_new = new_cell_states(saved, spec, dims) if "zc" in cache.zoned else c[1 : T + 1]
     reads = {"i": c[:T], "f": c[:T], "o": c_new}
     parts = []
     for k, gate in enumerate(spec.gate_names):
@@ -200,7 +201,7 @@ def lstm_backward(
     if spec.projected:
         grads += (projection_gradient(loop["dhr"], cache.saved["m"], cache.dims),)
     if spec.options.peephole:
-        grads += (peephole_gradient(loop["dgates"], cache.saved, spec, cache.dims),)
+        grads += (peephole_gradient(loop["dgates"], cache),)
     if spec.options.layer_norm:
         grads += layer_norm.parameter_gradients(loop, cache.saved, cache.dims.dtype)
     return grads

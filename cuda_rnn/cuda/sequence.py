@@ -76,6 +76,12 @@ class SequenceCache(NamedTuple):
     dims: Dims
     expectations: dict[str, float] = {}
 
+    @property
+    def zoned(self) -> tuple[str, ...]:
+        """The zoneout masks of the states zoneout mixed ("zh", "zc"), by masks (training) or
+        by their probabilities (eval mode)."""
+        return tuple(n for n in self.spec.zoneout if n in self.saved or n in self.expectations)
+
 
 def _expectation(expectations: dict[str, float], name: str, dims: Dims) -> Any:
     """Zoneout's probability for mask ``name`` as the kernels' accumulator scalar (0: none)."""
@@ -450,7 +456,7 @@ def backward(
     zones = tuple(n for n in spec.zoneout if n in cache.saved)
     expectations = cache.expectations
     if algo == "persistent":
-        _check_persistent(spec, masked, bool(zones or expectations))
+        _check_persistent(spec, masked, bool(cache.zoned))
     plan = (persistent.require_plan(cell, "backward", dims.H, dims.B, dims.dtype)
             if algo == "persistent" else None)
     op = f"{cell}_backward"
