@@ -111,14 +111,8 @@ class _Cell(Module):
         held = self._held[1] if training else regularisers.Masks({}, None)
         step = regularisers.draw(self.spec, self.rng, 1, batch, H, training,
                                  regularisers.PER_STEP)
-        weights = list(self._weights())
-        w_mask = None
-        if held.weight is not None:
-            w_mask = self.backend.asarray(held.weight, self.dtype)
-            weights[1] = self.backend.multiply(weights[1], w_mask)
-        masks = {k: v if isinstance(v, float) else self.backend.asarray(v, self.dtype)
-                 for k, v in {**held.cell, **step.cell}.items()}
-        return weights, masks, w_mask
+        drawn = regularisers.Masks({**held.cell, **step.cell}, held.weight)
+        return regularisers.apply(drawn, self._weights(), self.backend, self.dtype)
 
     def _step(self, x: Any, state: Any) -> Any:
         """Forward one step, keeping what backward needs in training mode."""

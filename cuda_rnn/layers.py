@@ -205,13 +205,8 @@ class _Recurrent(Module):
         regulariser masks on the layer's device, and the W_hh mask (None without)."""
         drawn = regularisers.draw(self.spec, self.rng, steps, batch, self.hidden_size,
                                   self.training)
-        weights = list(self._weights(layer, direction))
-        w_mask = None
-        if drawn.weight is not None:
-            w_mask = self.backend.asarray(drawn.weight, self.dtype)
-            weights[1] = self.backend.multiply(weights[1], w_mask)
-        masks = {k: v if isinstance(v, float) else self.backend.asarray(v, self.dtype)
-                 for k, v in drawn.cell.items()}
+        weights, masks, w_mask = regularisers.apply(drawn, self._weights(layer, direction),
+                                                    self.backend, self.dtype)
         return tuple(weights), masks, w_mask
 
     def _dropout_mask(self, shape: tuple[int, ...]) -> Array:

@@ -5,10 +5,12 @@ Every mask is drawn on the host from ``layer.rng`` in a fixed order (W_hh's, the
 h, zoneout of c, recurrent dropout), so assigning the same generator state before a forward
 reproduces every mask, on every device. In eval mode nothing is drawn: zoneout is replaced
 by its expectation (a float the cell functions take), the dropouts by nothing (their
-expectation is the identity).
+expectation is the identity). :func:`apply` puts what was drawn on the layer's or cell's
+device.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -66,3 +68,18 @@ def draw(spec: CellSpec, rng: np.random.Generator, steps: int, batch: int, hidde
     if p["recurrent_dropout"] > 0:
         cell["recurrent_mask"] = _keep(rng, p["recurrent_dropout"], (batch, P))
     return Masks(cell, weight)
+
+
+def apply(drawn: Masks, weights: Sequence[Any], backend: Any,
+          dtype: str) -> tuple[list[Any], dict[str, Any], Any]:
+    """``drawn`` on the device of ``backend`` in ``dtype``: the weights with W_hh (index 1)
+    masked by weight dropout, the cell functions' masks (zoneout's expectations stay
+    floats), and the W_hh mask for the gradient (None without weight dropout)."""
+    weights = list(weights)
+    w_mask = None
+    if drawn.weight is not None:
+        w_mask = backend.asarray(drawn.weight, dtype)
+        weights[1] = backend.multiply(weights[1], w_mask)
+    masks = {k: v if isinstance(v, float) else backend.asarray(v, dtype)
+             for k, v in drawn.cell.items()}
+    return weights, masks, w_mask

@@ -129,6 +129,25 @@ class _ProjectionStep:
                self.what)
 
 
+class _StepKernel:
+    """The step kernel of ``direction`` (:attr:`CellSpec.step_kind`: the pointwise one, or the
+    layer-normalised LSTM's) with its arrays, scalars and launch shape, launched once a step."""
+
+    def __init__(self, spec: CellSpec, direction: str, buffers: Buffers, dims: Dims,
+                 expectations: dict[str, float]) -> None:
+        self.kernel = get_kernel(spec.step_source, spec.kernel_name(direction, spec.step_kind),
+                                 dims.dtype, spec.template_arguments)
+        self.what = describe_kernel(spec, direction, dims)
+        self.arrays = arguments(spec, direction, spec.step_kind, buffers)
+        self.tail = _tail(spec, dims, expectations)
+        self.grid, self.shared = step_launch_shape(spec.step_kind, dims.B, dims.H,
+                                                   acc_dtype(dims.dtype).itemsize)
+
+    def launch_at(self, t: int) -> None:
+        launch(self.kernel, self.grid, (BLOCK,), self.arrays + (np.int32(t),) + self.tail,
+               self.what, self.shared)
+
+
 class _RecurrentDropout:
     """The launches of recurrent dropout around a step's recurrent GEMM: forward
     h~ = h_{t-1} * m into "hm" (the GEMM reads it), backward dh += dhr * m after the GEMM
@@ -159,16 +178,11 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
     """The forward step loop: per step one GEMM and one pointwise launch (with a projection
     also its GEMM and launch; with recurrent dropout one launch before the GEMM), nothing
     else."""
-    T, B, H, P, dtype = dims.T, dims.B, dims.H, dims.P, dims.dtype
-    kernel = get_kernel(spec.step_source, spec.kernel_name("forward", spec.step_kind), dtype,
-                        spec.template_arguments)
-    what = describe_kernel(spec, "forward", dims)
+    T, B, P = dims.T, dims.B, dims.P
+    step = _StepKernel(spec, "forward", buffers, dims, expectations)
     h, w_hh, hp = buffers["h"], buffers["w_hh"], buffers["hp"]
     gemm = GemmPlan(h[0], w_hh, hp, trans_b=True, what=f"{spec.cell} h_{{t-1}} W_hh^T")
     h_ptr, h_step, w_ptr, hp_ptr = h.data.ptr, B * P * h.itemsize, w_hh.data.ptr, hp.data.ptr
-    arrays = arguments(spec, "forward", spec.step_kind, buffers)
-    tail = _tail(spec, dims, expectations)
-    (grid, shared), block = step_launch_shape(spec.step_kind, B, H, hp.itemsize), (BLOCK,)
     projection = (_ProjectionStep(spec, "forward", buffers, dims, expectations)
                   if spec.projected else None)
     dropout = None
@@ -179,7 +193,7 @@ def run_forward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
         if dropout is not None:
             dropout.mask_input(t)
         gemm(h_ptr + t * h_step, w_ptr, hp_ptr)
-        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what, shared)
+        step.launch_at(t)
         if projection is not None:
             projection.gemm_at(t)
             projection.launch_at(t)
@@ -190,18 +204,13 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
     """The backward step loop: per step (reversed) one pointwise launch and one GEMM (with a
     projection first its launch and GEMM; with recurrent dropout the GEMM writes dhr and one
     launch adds dhr * m into dh)."""
-    T, B, H, dtype = dims.T, dims.B, dims.H, dims.dtype
-    kernel = get_kernel(spec.step_source, spec.kernel_name("backward", spec.step_kind), dtype,
-                        spec.template_arguments)
-    what = describe_kernel(spec, "backward", dims)
+    T, B, H = dims.T, dims.B, dims.H
+    step = _StepKernel(spec, "backward", buffers, dims, expectations)
     recurrent = spec.grads[1]
     dg, w_hh, dh = buffers[recurrent], buffers["w_hh"], buffers["dh"]
     gemm = GemmPlan(dg[0], w_hh, dh, beta=1.0, what=f"{spec.cell} dh += {recurrent}_t W_hh")
     g_ptr, g_step = dg.data.ptr, B * spec.gates * H * dg.itemsize
     w_ptr, dh_ptr = w_hh.data.ptr, dh.data.ptr
-    arrays = arguments(spec, "backward", spec.step_kind, buffers)
-    tail = _tail(spec, dims, expectations)
-    (grid, shared), block = step_launch_shape(spec.step_kind, B, H, dh.itemsize), (BLOCK,)
     projection = (_ProjectionStep(spec, "backward", buffers, dims, expectations)
                   if spec.projected else None)
     dropout = None
@@ -214,7 +223,7 @@ def run_backward_steps(spec: CellSpec, buffers: Buffers, dims: Dims, name: str,
         if projection is not None:
             projection.launch_at(t)
             projection.gemm_at(t)
-        launch(kernel, grid, block, arrays + (np.int32(t),) + tail, what, shared)
+        step.launch_at(t)
         gemm(g_ptr + t * g_step, w_ptr, dh_ptr)
         if dropout is not None:
             dropout.add_gradient()
