@@ -11,6 +11,12 @@ thread, the CPU time is what a shared, loaded machine distorts least). Both side
 ``--threads`` threads (torch.set_num_threads and the BLAS thread variables, set before NumPy
 loads).
 
+Next to them runs ``gemm_floor``: only the matrix products our fwd+bwd cannot avoid, at their
+shapes, through NumPy's BLAS into preallocated outputs (the input projection, the recurrent
+product of every step forward and backward, dW_ih, dW_hh and dx). torch's fused step does the
+same products, so where ``floor_ratio`` (gemm_floor / torch) is near 1, no change to our
+elementwise code can bring the ratio under 1: the BLAS bounds it.
+
     python profiles/bench_cpu.py [--cells lstm gru rnn] [--shapes 100,64,2,64 100,32,128,256]
                                  [--repeats 30] [--threads 1] [--json FILE]
 """
@@ -49,12 +55,62 @@ def _round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int,
     return times
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas() -> str:
+    import numpy as np
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return f"{blas.get('name')} {blas.get('version')}"
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def gemm_floor(cell: str, shape: tuple[int, int, int, int]) -> Callable[[], None]:
+    """The matrix products of one fwd+bwd of ``cell`` at ``shape``, and nothing else."""
+    import numpy as np
+
+    T, B, I, H = shape
+    GH = GATES[cell] * H
+    rng = np.random.default_rng(1)
+    x, w_ih, w_hh = (rng.standard_normal(s, dtype=np.float32)
+                     for s in ((T * B, I), (GH, I), (GH, H)))
+    w_ih_t, w_hh_t = np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T)
+    h = rng.standard_normal((T + 1, B, H), dtype=np.float32)
+    d = rng.standard_normal((T, B, GH), dtype=np.float32)
+    xp, dh, dx = np.empty((T * B, GH), np.float32), np.empty((B, H), np.float32), \
+        np.empty((T * B, I), np.float32)
+    a = np.empty((T, B, GH), np.float32)
+
+    def run() -> None:
+        np.matmul(x, w_ih_t, xp)
+        for t in range(T):
+            np.matmul(h[t], w_hh_t, a[t])
+        for t in range(T - 1, -1, -1):
+            np.matmul(d[t], w_hh, dh)
+        d2 = d.reshape(T * B, GH)
+        d2.T @ x
+        d2.T @ h[:-1].reshape(T * B, H)
+        np.matmul(d2, w_ih, dx)
+    return run
 
 
 def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup: int) -> dict:
@@ -96,6 +152,8 @@ def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup:
     for label, ours_fn, torch_fn in (("fwd", lambda: ours(x), fwd_torch),
                                      ("fwd_bwd", fwd_bwd_ours, fwd_bwd_torch)):
         fns = {"ours": ours_fn, "torch": torch_fn, "torch_no_onednn": no_onednn(torch_fn)}
+        if label == "fwd_bwd":
+            fns["gemm_floor"] = gemm_floor(cell, shape)
         row[label] = {}
         for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
             times = _round_robin(fns, repeats, warmup, clock)
@@ -107,10 +165,17 @@ def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup:
                 "ours_ms": round(med["ours"], 3), "torch_ms": round(med["torch"], 3),
                 "ratio": round(ratio, 3), "torch_no_onednn_ms": round(med["torch_no_onednn"], 3),
                 "ratio_no_onednn": round(ratio_loop, 3)}
+            floor = ""
+            if "gemm_floor" in times:
+                floor_ratio = statistics.median(
+                    f / t for f, t in zip(times["gemm_floor"], times["torch"]))
+                row[label][clock_name].update(
+                    gemm_floor_ms=round(med["gemm_floor"], 3), floor_ratio=round(floor_ratio, 3))
+                floor = f"  gemm floor {med['gemm_floor']:7.2f} ms (ratio {floor_ratio:4.2f})"
             print(f"{cell:4s} T={T} B={B} I={I} H={H} {label:8s} {clock_name:4s} ours "
                   f"{med['ours']:7.2f} ms  torch {med['torch']:7.2f} ms (ratio {ratio:4.2f})  "
                   f"torch without oneDNN {med['torch_no_onednn']:7.2f} ms "
-                  f"(ratio {ratio_loop:4.2f})", flush=True)
+                  f"(ratio {ratio_loop:4.2f}){floor}", flush=True)
     return row
 
 
@@ -134,8 +199,8 @@ def main() -> None:
     rows = [bench_one(cell, shape, args.repeats, args.warmup)
             for cell in args.cells for shape in args.shapes]
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "node": platform.node()},
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "node": platform.node(),
+                    "blas": _blas()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
         "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
         "load_average_before": [round(v, 2) for v in load_before],
