@@ -5,25 +5,22 @@ problem, a few minutes on a laptop CPU, ending in a side-by-side table against t
 baseline. Bad arguments print one line to stderr and exit with status 2; a run that diverges
 exits with status 1.
 
-A training run lives in one folder (``--out``): ``run.json`` (the cells and the settings),
-and per cell ``checkpoint.npz``, ``metrics.json`` and ``loss.png`` (in ``<cell>/`` when the run
-trains several cells). A folder that holds a run is never overwritten silently: ``--resume``
-continues it, ``--force`` replaces it.
+A training run lives in one folder (``--out``, see :mod:`cuda_rnn.runs`), never overwritten
+silently: ``--resume`` continues it, ``--force`` replaces it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
+from . import runs
 from .checkpoint import Checkpoint, load_checkpoint
 from .experiments import COMPARISON_CELLS, compare_cells, resolve_cell, sample_text
 from .model import CELLS, SequenceModel
@@ -31,10 +28,6 @@ from .optim import SGD, Adam, Optimizer
 from .tasks import TASKS, CharLM, Task, make_task
 from .train import SCHEDULES, TrainConfig, Trainer, TrainingDiverged
 
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.json"
-RUN_FILE = "run.json"
-RUN_FILES = (CHECKPOINT, METRICS, "loss.png")
 VANISH_CELLS = ("rnn-sigmoid", "rnn-tanh", "lstm", "lstm-carousel", "gru")
 GRADCHECK_INPUT = 3
 GRADCHECK_TOL = 1e-6
@@ -44,19 +37,6 @@ TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
     "charlm": (100, 3000, 256, 32),
     "digits": (8, 1000, 64, 64),
 }
-#: Settings of a run that define its model and data: a resumed run keeps them.
-FIXED_ON_RESUME = ("task", "text", "seq_len", "cell", "hidden", "layers", "embed", "dropout",
-                   "dtype", "seed", "optimizer", "momentum", "proj_size", "peephole",
-                   "no_forget_gate", "forget_bias", "layer_norm", "zoneout", "zoneout_cell",
-                   "recurrent_dropout", "weight_dropout")
-#: The train options that set the LSTM's variant (see :func:`cell_options`).
-LSTM_FLAGS = ("proj_size", "peephole", "no_forget_gate", "forget_bias", "layer_norm",
-              "zoneout_cell")
-#: The train options of the regularisers every cell takes.
-REGULARISER_FLAGS = ("zoneout", "recurrent_dropout", "weight_dropout")
-#: Settings of how training goes on: a resumed run may change them, and says so.
-CHANGEABLE_ON_RESUME = ("steps", "batch", "lr", "clip", "clip_value", "tbptt", "schedule",
-                        "warmup")
 
 
 class UsageError(Exception):
@@ -332,7 +312,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
 def cell_options(args: argparse.Namespace, cell: str) -> dict[str, Any]:
     """The options of ``cell`` the train flags set (those left at their defaults omitted):
     the regularisers for every cell, the LSTM's variants for the LSTM."""
-    options: dict[str, Any] = {f: getattr(args, f) for f in REGULARISER_FLAGS
+    options: dict[str, Any] = {f: getattr(args, f) for f in runs.REGULARISER_FLAGS
                                if getattr(args, f)}
     if cell != "lstm":
         return options
@@ -352,111 +332,11 @@ def cell_options(args: argparse.Namespace, cell: str) -> dict[str, Any]:
 
 
 def _check_lstm_flags(args: argparse.Namespace) -> None:
-    given = [_flag(f) for f in LSTM_FLAGS if getattr(args, f) not in (None, False)]
+    given = [runs.flag(f) for f in runs.LSTM_FLAGS if getattr(args, f) not in (None, False)]
     if given and "lstm" not in args.cell:
         raise UsageError(f"{given[0]}: an LSTM option; expected --cell to include lstm, got "
                          f"{','.join(args.cell)}")
 
-
-def _flag(dest: str) -> str:
-    return f"--{dest.replace('_', '-')}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
-def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: _plain(getattr(args, k)) for k in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME}
-
-
-def _describe(settings: dict[str, Any]) -> str:
-    return " ".join(f"{_flag(k)} {_show(settings[k])}" for k in FIXED_ON_RESUME
-                    if settings[k] is not None and settings[k] is not False)
-
-
-def _take_run_settings(args: argparse.Namespace, given: set[str], out: Path) -> list[str]:
-    """Set every setting not given on the command line to the run's in ``out``; refuse a given
-    setting that would change the run's model or data. Returns the changed training settings,
-    as "--flag new (the run has old)"."""
-    path = out / RUN_FILE
-    if not path.is_file():
-        raise UsageError(f"--resume: expected a run in {str(out)!r} (its {RUN_FILE}), found "
-                         "none; train without --resume to start one")
-    # A run made before the LSTM flags existed used their defaults.
-    settings = {**dict.fromkeys(LSTM_FLAGS + REGULARISER_FLAGS), "peephole": False,
-                "no_forget_gate": False, "layer_norm": False,
-                **json.loads(path.read_text(encoding="utf-8"))["settings"]}
-    conflicts, changed = [], []
-    for key in FIXED_ON_RESUME + CHANGEABLE_ON_RESUME:
-        if key in given and _plain(getattr(args, key)) != settings[key]:
-            note = f"{_flag(key)} {_show(getattr(args, key))} (the run has {_show(settings[key])})"
-            (conflicts if key in FIXED_ON_RESUME else changed).append(note)
-        else:
-            setattr(args, key, settings[key])
-    if conflicts:
-        raise UsageError(f"--resume: the run in {str(out)!r} was made with {_describe(settings)}; "
-                         f"got {', '.join(conflicts)}: leave these out to continue it, or train "
-                         "into another --out")
-    if args.tbptt is not None:
-        args.tbptt = tuple(args.tbptt)
-    return changed
-
-
-def _previous_run(out: Path) -> list[Path]:
-    """The files of a run already in ``out``."""
-    files = [out / RUN_FILE, out / "loss.png"]
-    files += [folder / name for folder in [out] + [out / c for c in CELLS] for name in RUN_FILES]
-    return [f for f in files if f.is_file()]
-
-
-def _claim(out: Path, force: bool) -> None:
-    """Make ``out`` ready for a new run: refuse to overwrite a run there unless ``force``, which
-    deletes that run's files (and nothing else)."""
-    files = _previous_run(out)
-    if files and not force:
-        raise UsageError(f"--out: {str(out)!r} already holds a run ({files[0].name}); --resume "
-                         "continues it, --force replaces it, or choose another --out")
-    for f in files:
-        f.unlink()
-    for cell in CELLS:
-        if (out / cell).is_dir() and not any((out / cell).iterdir()):
-            (out / cell).rmdir()
-
-
-def _checkpoints(out: Path, cells: list[str], steps: int) -> dict[str, Checkpoint | None]:
-    """Each cell's checkpoint in the run ``out`` (None where it has none yet); refuses a
-    checkpoint past ``steps``."""
-    found: dict[str, Checkpoint | None] = {}
-    for cell in cells:
-        path = _cell_folder(out, cells, cell) / CHECKPOINT
-        found[cell] = load_checkpoint(path) if path.is_file() else None
-        step = found[cell].meta["step"] if found[cell] is not None else 0
-        if step > steps:
-            raise UsageError(f"--steps: expected at least {step}, the step of {str(path)!r}, "
-                             f"got {steps}")
-    return found
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``path`` through a temporary file and a rename, so a run killed
-    meanwhile leaves the old file or the new one, never a torn one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; the record is an ordinary file
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _cell_folder(out: Path, cells: list[str], cell: str) -> Path:
-    return out if len(cells) == 1 else out / cell
 
 
 def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
@@ -488,9 +368,9 @@ def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
     """Train one cell on ``task`` into ``out``, continuing from ``checkpoint`` when given, and
     return its metrics (also in metrics.json)."""
     if (checkpoint is not None and checkpoint.meta["step"] == args.steps
-            and (out / METRICS).is_file()):
+            and (out / runs.METRICS).is_file()):
         print(f"{cell}: finished at step {args.steps}, skipped")
-        return json.loads((out / METRICS).read_text(encoding="utf-8"))
+        return json.loads((out / runs.METRICS).read_text(encoding="utf-8"))
     model = SequenceModel(
         cell, task.input_size, args.hidden, task.output_size, num_layers=args.layers,
         input_kind="embedding" if args.embed and task.input_kind == "onehot" else task.input_kind,
@@ -503,11 +383,11 @@ def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
         warmup=args.warmup, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
     )
     run_config = {"model": model.config, "task": task.config(),
-                  "args": _run_settings(args) | {"cell": cell}}
+                  "args": runs.run_settings(args) | {"cell": cell}}
     if isinstance(task, CharLM):
         run_config["vocab"] = task.vocab
     trainer = Trainer(model, task, _optimizer(args, model.parameters()), config,
-                      seed=args.seed, checkpoint_path=out / CHECKPOINT, run_config=run_config,
+                      seed=args.seed, checkpoint_path=out / runs.CHECKPOINT, run_config=run_config,
                       progress=not args.no_progress)
     resumed_from = 0
     if checkpoint is not None:
@@ -520,7 +400,7 @@ def train_one(args: argparse.Namespace, task: Task, cell: str, out: Path,
     trainer.fit()
     wall_s = time.perf_counter() - start
     metrics = _metrics(task, args, cell, trainer, wall_s, resumed_from)
-    _write_json(out / METRICS, metrics)
+    runs.write_json(out / runs.METRICS, metrics)
     if not args.no_plots:
         from .plots import plot_loss_curves
 
@@ -549,21 +429,21 @@ def cmd_train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     out = Path(args.out or f"runs/{args.task}-T{args.seq_len or TASK_DEFAULTS[args.task][0]}")
     checkpoints: dict[str, Checkpoint | None] = {}
     if args.resume:
-        changed = _take_run_settings(args, set(vars(args)) if given is None else given, out)
-        checkpoints = _checkpoints(out, args.cell, args.steps)
+        changed = runs.take_run_settings(args, set(vars(args)) if given is None else given, out)
+        checkpoints = runs.checkpoints(out, args.cell, args.steps)
         if changed:
             print(f"resumed with changed settings: {'; '.join(changed)}; from here on the run "
                   "differs from one trained in one go")
     else:
         _resolve_defaults(args)
-        _claim(out, args.force)
+        runs.claim(out, args.force)
     task = _task(args)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"cells": args.cell, "settings": _run_settings(args)}
-    _write_json(out / RUN_FILE, record)
+    record = {"cells": args.cell, "settings": runs.run_settings(args)}
+    runs.write_json(out / runs.RUN_FILE, record)
     rows = []
     for cell in args.cell:
-        folder = _cell_folder(out, args.cell, cell)
+        folder = runs.cell_folder(out, args.cell, cell)
         folder.mkdir(parents=True, exist_ok=True)
         # A diverging run is reported once, by the Trainer's guard, not by NumPy's warnings.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -574,38 +454,11 @@ def cmd_train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     if len(rows) > 1 and not args.no_plots:
         from .plots import plot_loss_curves
 
-        histories = {m["cell"]: _history(out / m["cell"]) for m in rows}
+        histories = {m["cell"]: runs.history(out / m["cell"]) for m in rows}
         plot_loss_curves(histories, out / "loss.png", baseline=task.baseline,
                          title=f"{task.name} T={args.seq_len}")
     return 0
 
-
-def _history(folder: Path) -> Any:
-    from .train import History
-
-    return History.from_arrays(load_checkpoint(folder / CHECKPOINT).history)
-
-
-# ----------------------------------------------------------------------------- sample
-def _sample_checkpoint(out: Path, cell: str | None) -> Path:
-    """The checkpoint ``cuda-rnn sample`` reads from the run folder ``out``: the run's one
-    cell, or ``cell``, or the first cell trained (said on stderr)."""
-    if (out / CHECKPOINT).is_file():
-        return out / CHECKPOINT
-    run = out / RUN_FILE
-    order = json.loads(run.read_text(encoding="utf-8"))["cells"] if run.is_file() else CELLS
-    cells = [c for c in order if (out / c / CHECKPOINT).is_file()]
-    if not cells:
-        raise UsageError(f"--out: expected a run folder with {CHECKPOINT} (or <cell>/"
-                         f"{CHECKPOINT}), got {str(out)!r}")
-    if cell is None:
-        cell = cells[0]
-        others = f" (also there: {', '.join(cells[1:])}; choose with --cell)" if cells[1:] else ""
-        print(f"cuda-rnn sample: sampling the {cell} model of {str(out)!r}{others}",
-              file=sys.stderr)
-    elif cell not in cells:
-        raise UsageError(f"--cell: expected one of the run's cells {cells}, got {cell!r}")
-    return out / cell / CHECKPOINT
 
 
 def _article(word: str) -> str:
@@ -613,7 +466,7 @@ def _article(word: str) -> str:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(_sample_checkpoint(Path(args.out), args.cell))
+    ckpt = load_checkpoint(runs.sample_checkpoint(Path(args.out), args.cell))
     config = ckpt.meta.get("config", {})
     vocab = config.get("vocab")
     if vocab is None:
