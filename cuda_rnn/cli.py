@@ -40,7 +40,8 @@ TASK_DEFAULTS = {  # seq_len, steps, hidden, batch
 
 
 class UsageError(Exception):
-    """A bad argument found after parsing; reported as one line with exit status 2."""
+    """A bad argument found after parsing; reported as one line with exit status 2, as are
+    the ValueErrors of :mod:`cuda_rnn.runs` and of the library."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -338,7 +339,6 @@ def _check_lstm_flags(args: argparse.Namespace) -> None:
                          f"{','.join(args.cell)}")
 
 
-
 def _metrics(task: Task, args: argparse.Namespace, cell: str, trainer: Trainer,
              wall_s: float, resumed_from: int) -> dict[str, Any]:
     losses = trainer.history.loss
@@ -460,7 +460,7 @@ def cmd_train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     return 0
 
 
-
+# ----------------------------------------------------------------------------- sample
 def _article(word: str) -> str:
     return f"an {word}" if word[:1] in tuple("aeiou") else f"a {word}"
 

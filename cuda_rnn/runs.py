@@ -4,7 +4,7 @@
 ``metrics.json`` and ``loss.png`` (in ``<cell>/`` when the run trains several cells). A run
 there is never overwritten silently (:func:`claim`); a resumed run keeps the settings that
 define its model and data and says which training settings changed
-(:func:`take_run_settings`). Errors are ValueErrors that name the option and the folder.
+(:func:`take_run_settings`). Errors are ValueErrors that name the option at fault.
 """
 from __future__ import annotations
 

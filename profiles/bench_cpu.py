@@ -12,8 +12,9 @@ thread, the CPU time is what a shared, loaded machine distorts least). Both side
 loads).
 
 Next to them runs ``gemm_floor``: only the matrix products our fwd+bwd cannot avoid, at their
-shapes, through NumPy's BLAS into preallocated outputs (the input projection, the recurrent
-product of every step forward and backward, dW_ih, dW_hh and dx). torch's fused step does the
+shapes, through NumPy's BLAS, the per-step ones into preallocated outputs as in the reference
+(the input projection, the recurrent product of every step forward and backward, dW_ih, dW_hh
+and dx). torch's fused step does the
 same products, so where ``floor_ratio`` (gemm_floor / torch) is near 1, no change to our
 elementwise code can bring the ratio under 1: the BLAS bounds it.
 
@@ -66,10 +67,24 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> list[str]:
+    """The vector-extension flags of the CPU that decide which GEMM kernels can run."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+
+
 def _blas() -> str:
     import numpy as np
 
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):
+        return "unknown"
     return f"{blas.get('name')} {blas.get('version')}"
 
 
@@ -195,12 +210,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    machine = {"cpu": _cpu_model(), "cpu_flags": _cpu_flags(), "cores": os.cpu_count(),
+               "node": platform.node(), "blas": _blas()}
     load_before = os.getloadavg()
     rows = [bench_one(cell, shape, args.repeats, args.warmup)
             for cell in args.cells for shape in args.shapes]
     result = {
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "node": platform.node(),
-                    "blas": _blas()},
+        "machine": machine,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": _commit(),
         "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
         "load_average_before": [round(v, 2) for v in load_before],
