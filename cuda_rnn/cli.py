@@ -300,10 +300,10 @@ def _optimizer(args: argparse.Namespace, params: dict[str, Any]) -> Optimizer:
 def _check_train_args(args: argparse.Namespace) -> None:
     if args.clip < 0:
         raise UsageError(f"--clip: expected a number >= 0 (0: no clipping), got {args.clip}")
-    for flag in ("eval_every", "checkpoint_every", "warmup"):
-        if getattr(args, flag) < 0:
-            raise UsageError(f"--{flag.replace('_', '-')}: expected an integer >= 0, "
-                             f"got {getattr(args, flag)}")
+    for dest in ("eval_every", "checkpoint_every", "warmup"):
+        if getattr(args, dest) < 0:
+            raise UsageError(f"{runs.flag(dest)}: expected an integer >= 0, "
+                             f"got {getattr(args, dest)}")
     if args.resume and args.force:
         raise UsageError("--force: expected either --resume (continue the run in --out) or "
                          "--force (replace it), got both")

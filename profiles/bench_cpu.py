@@ -14,9 +14,9 @@ loads).
 Next to them runs ``gemm_floor``: only the matrix products our fwd+bwd cannot avoid, at their
 shapes, through NumPy's BLAS, the per-step ones into preallocated outputs as in the reference
 (the input projection, the recurrent product of every step forward and backward, dW_ih, dW_hh
-and dx). torch's fused step does the
-same products, so where ``floor_ratio`` (gemm_floor / torch) is near 1, no change to our
-elementwise code can bring the ratio under 1: the BLAS bounds it.
+and dx). torch's fused step does the same products, so where ``floor_ratio`` (gemm_floor /
+torch) is near 1, no change to our elementwise code can bring the ratio under 1: the BLAS
+bounds it.
 
     python profiles/bench_cpu.py [--cells lstm gru rnn] [--shapes 100,64,2,64 100,32,128,256]
                                  [--repeats 30] [--threads 1] [--json FILE]
@@ -56,26 +56,21 @@ def _round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int,
     return times
 
 
-def _cpu_model() -> str:
+def _cpu() -> tuple[str, list[str]]:
+    """The CPU's model name and its vector-extension flags (which decide the GEMM kernels that
+    can run), from /proc/cpuinfo where there is one."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    """The vector-extension flags of the CPU that decide which GEMM kernels can run."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f
-                          if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = sorted(f for f in fields.get("flags", "").split()
+                   if f.startswith(("avx", "amx", "fma")))
+    return model, flags
 
 
 def _blas() -> str:
@@ -96,15 +91,14 @@ def _commit() -> str:
         return "unknown"
 
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
 def gemm_floor(cell: str, shape: tuple[int, int, int, int]) -> Callable[[], None]:
     """The matrix products of one fwd+bwd of ``cell`` at ``shape``, and nothing else."""
     import numpy as np
 
+    from cuda_rnn.cellspec import cell_spec
+
     T, B, I, H = shape
-    GH = GATES[cell] * H
+    GH = cell_spec(cell).gates * H
     rng = np.random.default_rng(1)
     x, w_ih, w_hh = (rng.standard_normal(s, dtype=np.float32)
                      for s in ((T * B, I), (GH, I), (GH, H)))
@@ -126,6 +120,11 @@ def gemm_floor(cell: str, shape: tuple[int, int, int, int]) -> Callable[[], None
         d2.T @ h[:-1].reshape(T * B, H)
         np.matmul(d2, w_ih, dx)
     return run
+
+
+def _ratio(times: dict[str, list[float]], name: str, against: str) -> float:
+    """The median of the per-round ratios of ``name``'s time to ``against``'s."""
+    return statistics.median(o / t for o, t in zip(times[name], times[against]))
 
 
 def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup: int) -> dict:
@@ -173,17 +172,15 @@ def bench_one(cell: str, shape: tuple[int, int, int, int], repeats: int, warmup:
         for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
             times = _round_robin(fns, repeats, warmup, clock)
             med = {name: statistics.median(ts) for name, ts in times.items()}
-            ratio = statistics.median(o / t for o, t in zip(times["ours"], times["torch"]))
-            ratio_loop = statistics.median(
-                o / t for o, t in zip(times["ours"], times["torch_no_onednn"]))
+            ratio = _ratio(times, "ours", "torch")
+            ratio_loop = _ratio(times, "ours", "torch_no_onednn")
             row[label][clock_name] = {
                 "ours_ms": round(med["ours"], 3), "torch_ms": round(med["torch"], 3),
                 "ratio": round(ratio, 3), "torch_no_onednn_ms": round(med["torch_no_onednn"], 3),
                 "ratio_no_onednn": round(ratio_loop, 3)}
             floor = ""
             if "gemm_floor" in times:
-                floor_ratio = statistics.median(
-                    f / t for f, t in zip(times["gemm_floor"], times["torch"]))
+                floor_ratio = _ratio(times, "gemm_floor", "torch")
                 row[label][clock_name].update(
                     gemm_floor_ms=round(med["gemm_floor"], 3), floor_ratio=round(floor_ratio, 3))
                 floor = f"  gemm floor {med['gemm_floor']:7.2f} ms (ratio {floor_ratio:4.2f})"
@@ -210,8 +207,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    machine = {"cpu": _cpu_model(), "cpu_flags": _cpu_flags(), "cores": os.cpu_count(),
-               "node": platform.node(), "blas": _blas()}
+    cpu, flags = _cpu()
+    machine = {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "node": platform.node(),
+               "blas": _blas()}
     load_before = os.getloadavg()
     rows = [bench_one(cell, shape, args.repeats, args.warmup)
             for cell in args.cells for shape in args.shapes]
